@@ -1,0 +1,1 @@
+"""Built-in architectures; each module registers itself on import."""

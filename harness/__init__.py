@@ -1,0 +1,3 @@
+"""harness: a benchmark and ablation harness for acoustic scene classification."""
+
+__version__ = "0.1.0"

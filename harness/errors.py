@@ -1,0 +1,36 @@
+"""One exception type for every user-facing failure.
+
+The CLI prints ``str(error)`` as a single line and exits non-zero, so every message
+must name the file or value at fault and the problem, on one line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class HarnessError(Exception):
+    """A user-facing error: bad input, bad data, an impossible configuration."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, path: str | Path | None = None):
+        message = " ".join(str(message).split())  # guarantee one line
+        if path is not None:
+            message = f"{path}: {message}"
+        super().__init__(message)
+        self.path = Path(path) if path is not None else None
+
+
+class DataError(HarnessError):
+    """The dataset on disk is missing, malformed or inconsistent."""
+
+
+class ConfigError(HarnessError):
+    """An option value or a combination of options is invalid."""
+
+
+class TrainingError(HarnessError):
+    """Training cannot go on (non-finite loss, out of memory, device missing)."""
+
+    exit_code = 3

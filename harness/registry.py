@@ -1,0 +1,138 @@
+"""Plugin registries for architectures and losses.
+
+Modelled on timm's ``register_model`` / ``create_model``: a decorator maps a factory to a
+name, ``create_*`` drops keyword arguments that are ``None`` (so generic CLI flags never
+break a plugin that does not take them) and rejects the ones a plugin does not accept.
+Built-in plugins live in the top-level ``architectures`` and ``losses`` packages; third
+parties add theirs through the entry-point groups ``harness.architectures`` and
+``harness.losses`` (an entry point may name a module that registers itself on import, or
+a factory that is registered under the entry point's name).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import warnings
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Callable
+
+from harness.errors import ConfigError
+
+#: Arguments every architecture factory receives from the runner; not shown as options.
+ARCH_STANDARD_ARGS = ("n_mels", "n_frames", "in_channels", "n_classes")
+
+
+@dataclass
+class Plugin:
+    """One registered factory with what ``harness list`` shows about it."""
+
+    name: str
+    factory: Callable[..., Any]
+    description: str
+    module: str
+
+    def options(self, hidden: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Keyword options and their defaults, read from the factory's signature."""
+        out: dict[str, Any] = {}
+        for p in inspect.signature(self.factory).parameters.values():
+            if p.name in hidden or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            out[p.name] = None if p.default is p.empty else p.default
+        return out
+
+
+@dataclass
+class Registry:
+    """Name → factory, with prefix resolvers (``timm/<model>``) and entry-point discovery."""
+
+    kind: str  # "architecture" or "loss"
+    builtin_package: str
+    entry_point_group: str
+    hidden_args: tuple[str, ...] = ()
+    plugins: dict[str, Plugin] = field(default_factory=dict)
+    prefixes: dict[str, Plugin] = field(default_factory=dict)
+    _loaded: bool = False
+
+    # -- registration -------------------------------------------------------------------
+    def register(self, name: str, description: str = "", *, prefix: bool = False):
+        """Decorator: ``@register_architecture("fcnn", "…")`` on a factory function.
+
+        With ``prefix=True`` the factory serves every name that starts with ``name``
+        and receives the rest of the name as its first argument.
+        """
+
+        def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+            table = self.prefixes if prefix else self.plugins
+            if name in table and table[name].factory is not fn:
+                warnings.warn(f"{self.kind} {name!r} registered again by {fn.__module__}; the later one wins")
+            doc = description or (inspect.getdoc(fn) or "").split("\n")[0]
+            table[name] = Plugin(name, fn, doc, fn.__module__)
+            return fn
+
+        return decorate
+
+    # -- discovery ----------------------------------------------------------------------
+    def load(self) -> None:
+        """Import the built-in plugins and every installed entry point, once."""
+        if self._loaded:
+            return
+        self._loaded = True
+        importlib.import_module(self.builtin_package)
+        for ep in entry_points(group=self.entry_point_group):
+            try:
+                obj = ep.load()
+            except Exception as exc:  # a broken third-party plugin must not break the rest
+                warnings.warn(f"{self.entry_point_group} entry point {ep.name!r} failed to load: {exc}")
+                continue
+            if callable(obj) and not inspect.ismodule(obj) and ep.name not in self.plugins:
+                self.register(ep.name)(obj)
+
+    def names(self) -> list[str]:
+        self.load()
+        return sorted(self.plugins)
+
+    def get(self, name: str) -> tuple[Plugin, tuple[Any, ...]]:
+        """The plugin for ``name`` and the positional arguments a prefix resolver needs."""
+        self.load()
+        if name in self.plugins:
+            return self.plugins[name], ()
+        for prefix, plugin in self.prefixes.items():
+            if name.startswith(prefix) and len(name) > len(prefix):
+                return plugin, (name[len(prefix):],)
+        known = self.names() + [p + "<name>" for p in sorted(self.prefixes)]
+        close = difflib.get_close_matches(name, self.names(), n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown {self.kind} {name!r}{hint} Known: {', '.join(known)}")
+
+    def create(self, name: str, **kwargs: Any) -> Any:
+        """Build ``name``; ``None`` values are dropped, unknown options are an error."""
+        plugin, args = self.get(name)
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        params = inspect.signature(plugin.factory).parameters
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        if not takes_any:
+            bad = sorted(set(kwargs) - set(params))
+            if bad:
+                opts = ", ".join(plugin.options(self.hidden_args)) or "none"
+                raise ConfigError(f"{self.kind} {name!r} takes no option {bad[0]!r} (its options: {opts})")
+        return plugin.factory(*args, **kwargs)
+
+
+ARCHITECTURES = Registry("architecture", "architectures", "harness.architectures", ARCH_STANDARD_ARGS)
+LOSSES = Registry("loss", "losses", "harness.losses")
+
+register_architecture = ARCHITECTURES.register
+register_loss = LOSSES.register
+
+
+def create_architecture(name: str, **kwargs: Any):
+    """Build a registered architecture: ``create_architecture("fcnn", n_mels=40, n_frames=500)``."""
+    return ARCHITECTURES.create(name, **kwargs)
+
+
+def create_loss(name: str, **kwargs: Any):
+    """Build a registered loss: ``create_loss("triplet-city", alpha=0.2, gamma=10)``."""
+    return LOSSES.create(name, **kwargs)
