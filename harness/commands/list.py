@@ -1,0 +1,57 @@
+"""``harness list``: every registered architecture and loss, with its options and defaults."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from tabulate import tabulate
+
+from harness.registry import ARCHITECTURES, LOSSES, Registry
+
+
+def format_options(options: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in options.items()) or "-"
+
+
+def plugin_rows(registry: Registry) -> list[list[str]]:
+    """One row per registered name: name, description, options (origin noted for third-party ones)."""
+    registry.load()
+    rows = []
+    for name in registry.names():
+        plugin = registry.plugins[name]
+        builtin = plugin.module.split(".")[0] == registry.builtin_package
+        desc = plugin.description if builtin else f"{plugin.description} [{plugin.module}]".strip()
+        rows.append([name, desc, format_options(plugin.options(registry.hidden_args))])
+    return rows
+
+
+def render(kind: str = "all") -> str:
+    parts: list[str] = []
+    for what, registry in (("arch", ARCHITECTURES), ("loss", LOSSES)):
+        if kind not in (what, "all"):
+            continue
+        title = "Architectures (--arch, options via --arch-opt KEY=VALUE)" if what == "arch" else "Losses (--loss; alpha/gamma via --alpha/--gamma)"
+        parts.append(title)
+        parts.append(tabulate(plugin_rows(registry), headers=["name", "description", "options (defaults)"]))
+        for prefix, plugin in sorted(registry.prefixes.items()):
+            parts.append(f"{prefix}<model>: {plugin.description}; extra --arch-opt options go to timm.create_model"
+                         if prefix == "timm/" else f"{prefix}<name>: {plugin.description}")
+        parts.append("")
+    parts.append("Third-party plugins register through the entry-point groups "
+                 f"{ARCHITECTURES.entry_point_group!r} and {LOSSES.entry_point_group!r}.")
+    return "\n".join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    print(render(args.kind))
+    return 0
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("list", help="list architectures and losses with their options",
+                              description="List every registered architecture and loss with its one-line "
+                                          "description and its options (with defaults).")
+    p.add_argument("--kind", choices=["arch", "loss", "all"], default="all", help="what to list (default: all)")
+    p.set_defaults(func=run)
+    return p

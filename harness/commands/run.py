@@ -1,0 +1,110 @@
+"""``harness run``: train and evaluate one configuration and store its record."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from tabulate import tabulate
+
+from harness.errors import ConfigError
+from harness.paths import results_dir
+from harness.runner.config import AUGMENTATIONS, PRESETS, RunConfig
+
+
+def parse_options(pairs: list[str] | None) -> dict[str, Any]:
+    """``--arch-opt k=v`` pairs; values are read as JSON where they parse (numbers, lists)."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--arch-opt expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """The options shared by ``run``, ``tune`` and ``grid``."""
+    g = p.add_argument_group("what to train")
+    g.add_argument("--arch", default="fcnn", help="architecture name (see `harness list`), e.g. fcnn, subspectralnet, dcase-baseline, timm/resnet18 (default: fcnn)")
+    g.add_argument("--arch-opt", action="append", metavar="KEY=VALUE", help="architecture option, repeatable (see `harness list`)")
+    g.add_argument("--loss", default="ce", help="loss name: ce, triplet-city, triplet-random, triplet-device (default: ce)")
+    g.add_argument("--aug", default="none", help=f"augmentation: {' | '.join(AUGMENTATIONS)} (default: none)")
+    g.add_argument("--mels", type=int, default=40, help="log-mel bands: 40 or 200 in the paper (default: 40)")
+    g.add_argument("--alpha", type=float, help="triplet margin α (default 0.2, triplet losses only)")
+    g.add_argument("--gamma", type=float, help="triplet weight γ (default 10, triplet losses only)")
+    g.add_argument("--mixup-alpha", type=float, default=0.4, help="mixup Beta(α, α) parameter (default: 0.4)")
+    t = p.add_argument_group("how to train")
+    t.add_argument("--preset", default="quick", choices=sorted(PRESETS),
+                   help="paper: Adam lr 0.001, 200 epochs, batch 32; quick: 12 epochs, a few minutes on 2 CPU cores (default: quick)")
+    t.add_argument("--epochs", type=int, help="epochs (default: from the preset)")
+    t.add_argument("--batch-size", type=int, help="batch size (default: from the preset, 32)")
+    t.add_argument("--lr", type=float, help="Adam learning rate (default: from the preset, 0.001)")
+    t.add_argument("--score-last", type=int, default=10, help="score = mean accuracy over the last N epochs (default: 10, as the paper)")
+    t.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto = GPU if present)")
+    d = p.add_argument_group("data and results")
+    d.add_argument("--data", default="synthetic", help="TAU 2019/2020 development folder, or 'synthetic' for the embedded synthetic dataset (default)")
+    d.add_argument("--split", default="fold1", help="fold1 (official train/evaluate) or leave-one-city-out:CITY (default: fold1)")
+    d.add_argument("--unseen", default="official", choices=["official", "all"],
+                   help="unseen-city clips: official = those in fold1 evaluate (410 Milan on TAU 2019); all = plus the unused ones (1,440, the paper's protocol)")
+    d.add_argument("--results", help="results folder (default: $HARNESS_RESULTS or ./results)")
+    d.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def config_from_args(args: argparse.Namespace, **extra: Any) -> RunConfig:
+    return RunConfig(
+        arch=args.arch, loss=args.loss, aug=args.aug, n_mels=args.mels, alpha=args.alpha, gamma=args.gamma,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=getattr(args, "seed", 0) or 0,
+        data=args.data, split=args.split, unseen=args.unseen, device=args.device, preset=args.preset,
+        score_last=args.score_last, mixup_alpha=args.mixup_alpha, arch_options=parse_options(args.arch_opt),
+        **extra,
+    )
+
+
+def summary_table(s: dict[str, Any]) -> str:
+    pct = lambda v: "-" if v is None or v != v else f"{100 * float(v):.2f}"  # noqa: E731
+    k = s.get("score_epochs", 10)
+    rows = [
+        ["run", s["run_id"]],
+        ["config", f"{s['arch']} · {s['loss']} · aug {s['aug']} · {s['n_mels']} mels · seed {s['seed']}"],
+        ["dataset", f"{s['dataset_kind']} ({s['dataset']})"],
+        [f"overall acc % (mean last {k} / final)", f"{pct(s['acc_last10'])} / {pct(s['acc_final'])}"],
+        [f"unseen acc % [{s['unseen_domains']}] (mean last {k} / final)", f"{pct(s['unseen_last10'])} / {pct(s['unseen_final'])}"],
+        ["parameters", f"{int(s['params']):,}"],
+        ["wall time", f"{float(s['wall_s']):.1f} s"],
+        ["device", s["device"]],
+    ]
+    return tabulate(rows, tablefmt="simple")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.runner.train import run
+
+    cfg = config_from_args(args)
+    if args.params_from:
+        from harness.tune import best_params
+
+        cfg = best_params(args.params_from, cfg, results_dir(args.results))
+    results = results_dir(args.results)
+    summary = run(cfg, results, force=args.force, progress=not args.no_progress)
+    if summary.get("reused"):
+        print(f"already complete: {results / summary['run_dir']} (use --force to retrain)")
+    print(summary_table(summary))
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run", help="train and evaluate one configuration",
+        description="Train and evaluate one (architecture, loss, augmentation, features, seed) configuration, "
+                    "store its record under results/runs/<run-id>/ and print a summary. An identical completed "
+                    "run is not retrained; a killed run resumes from its last complete epoch.")
+    add_run_options(p)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--force", action="store_true", help="retrain even if this exact run is already stored")
+    p.add_argument("--params-from", metavar="STUDY", help="take α, γ (and lr if tuned) from the best trial of this Optuna study")
+    p.set_defaults(func=cmd_run)

@@ -1,0 +1,97 @@
+"""``harness table``: the paper's Tables 1-2 (and significance tests) from the results store."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from harness.errors import ConfigError
+from harness.paths import results_dir
+from harness.report.tables import DEFAULT_MELS, DEFAULT_SEEDS, FORMATS
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """``"40,200"`` → ``(40, 200)``; argparse turns the ConfigError into a usage message."""
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated non-negative integers, got {text!r}")
+    return values
+
+
+def add_selection_options(p: argparse.ArgumentParser) -> None:
+    """Which runs fill the tables; shared by ``table`` and ``report``."""
+    from harness.runner.config import PRESETS
+
+    p.add_argument("--results", help="results folder (default: $HARNESS_RESULTS or ./results)")
+    p.add_argument("--mels", type=int_list, default=DEFAULT_MELS, metavar="N,N",
+                   help="log-mel sizes to show, comma-separated (default: 40,200 as the paper)")
+    p.add_argument("--seeds", type=int_list, default=DEFAULT_SEEDS, metavar="S,S",
+                   help="seeds a complete cell needs; missing ones are listed with their command (default: 0,1 = the paper's 2 runs)")
+    p.add_argument("--dataset", metavar="ID|synthetic|PATH",
+                   help="use runs on this dataset: an identity (prefix) from the index, 'synthetic', or a dataset folder "
+                        "(default: the dataset with most complete runs, named in the output)")
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="use runs of this training preset (default: the one with most complete runs, named in the output)")
+    p.add_argument("--unseen", choices=["official", "all"],
+                   help="use runs scored with this unseen-city protocol: official = Milan clips of fold1 evaluate (410 on TAU 2019), "
+                        "all = every Milan clip (1,440, the paper's) (default: the one with most runs)")
+    p.add_argument("--stats", action=argparse.BooleanOptionalAction, default=True,
+                   help="add the significance table: paired McNemar tests and bootstrap intervals against each variant's baseline row (default: on)")
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from harness.report.paper import load_paper
+    from harness.report.stats import build_stats
+    from harness.report.tables import build_table1, build_table2, load_index, render
+
+    results = results_dir(args.results)
+    paper = load_paper()
+    tables = []
+    if args.reindex:
+        from harness.results.store import ResultsStore
+
+        n = ResultsStore(results).reindex()
+        print(f"rebuilt {results / 'index.csv'} from {n} run summaries", file=sys.stderr)
+    if args.table in ("1", "all"):
+        t1 = build_table1(load_index(results), dataset=args.dataset, preset=args.preset, unseen=args.unseen,
+                          mels=args.mels, seeds=args.seeds, include_extra=not args.no_extra, paper=paper, results=results)
+        if not len(t1.runs):
+            print(f"harness: no complete runs in {results / 'index.csv'} match; Table 1 lists the commands that fill it",
+                  file=sys.stderr)
+        tables.append(t1)
+        if args.stats and len(t1.runs):
+            tables.append(build_stats(t1.runs, t1.selection, results, mels=args.mels, n_resamples=args.resamples))
+    if args.table in ("2", "all"):
+        tables.append(build_table2(paper, n_frames=args.frames))
+    text = render(tables, args.format)
+    if args.output:
+        from harness.atomic import write_text
+
+        write_text(args.output, text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "table", help="print the paper's Tables 1-2 from the results store",
+        description="Table 1: mean ± std over seeds of each variant's accuracy (overall and unseen city, mean of the last "
+                    "10 epochs) beside the paper's numbers, with the command for every missing run; a significance "
+                    "table against each variant's baseline row. Table 2: parameters and MACs of the compared "
+                    "networks beside the paper's counts (needs no training).")
+    p.add_argument("--table", choices=["1", "2", "all"], default="all", help="which table (default: all)")
+    p.add_argument("--format", choices=FORMATS, default="text",
+                   help="text, markdown, latex, csv or json (csv/json: one record per cell, machine-readable) (default: text)")
+    p.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically) instead of standard output")
+    add_selection_options(p)
+    p.add_argument("--no-extra", action="store_true",
+                   help="leave out the harness's extra rows (DCASE baseline, FCNN-triplet-random)")
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples for the confidence intervals (default: 2000)")
+    p.add_argument("--frames", type=int, default=500, help="input frames for Table 2's MACs (default: 500 = 10 s at 20 ms hop)")
+    p.add_argument("--reindex", action="store_true", help="first rebuild index.csv from the runs' summary.json files")
+    p.set_defaults(func=cmd_table)
+    _ = ConfigError  # errors are raised by the builders, never printed here

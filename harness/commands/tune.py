@@ -1,0 +1,101 @@
+"""``harness tune``: search α, γ (and lr) with Optuna on an inner validation split."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from harness.commands.run import add_run_options, config_from_args, summary_table
+from harness.paths import results_dir
+
+#: Tuning defaults: shorter runs than ``quick`` (12 epochs), scored on their last epochs, so the
+#: default 50-trial search fits in 30 minutes on 2 CPU cores (measured: benchmarks/tune.py).
+TUNE_EPOCHS = 6
+TUNE_SCORE_LAST = 3
+TUNE_LOSS = "triplet-city"
+
+
+def default_jobs(device: str) -> int:
+    """Parallel trial processes: one per two cores on a CPU (one torch thread each measured
+    faster than one process with two threads), one on a GPU."""
+    from harness.runner.environment import resolve_device
+
+    return 1 if resolve_device(device).type != "cpu" else max(1, min(2, os.cpu_count() or 1))
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from harness.data.source import open_dataset
+    from harness.features.cache import load_features
+    from harness.features.logmel import FeatureConfig
+    from harness.registry import LOSSES
+    from harness.tune import SearchSpace, TuneSpec, final_run, optimize, parse_range
+    from harness.tuning.objective import tuning_config
+    from harness.tuning.report import render
+    from harness.tuning.space import LR_RANGE
+    from harness.tuning.storage import open_storage, storage_label
+    from harness.tuning.study import default_study_name
+
+    cfg = tuning_config(config_from_args(args, val_fraction=args.val_fraction), args.objective)
+    cfg.resolved()  # bad options fail here, before any data is read
+    takes = LOSSES.get(cfg.loss)[0].options()
+    space = SearchSpace(
+        alpha=parse_range(args.alpha_range, "--alpha-range") if "alpha" in takes and args.alpha is None else None,
+        gamma=parse_range(args.gamma_range, "--gamma-range") if "gamma" in takes and args.gamma is None else None,
+        lr=(parse_range(args.lr_range, "--lr-range") if args.lr_range else LR_RANGE) if args.tune_lr else None,
+    )
+    ds = open_dataset(cfg.data, progress=not args.no_progress)
+    cfg.dataset_identity = ds.identity
+    load_features(ds, FeatureConfig(n_mels=cfg.n_mels), progress=not args.no_progress)  # once, before workers
+    results = results_dir(args.results)
+    n_jobs = args.n_jobs or default_jobs(cfg.device)
+    spec = TuneSpec(base=cfg, space=space, objective=args.objective, results=str(results),
+                    study_name=args.study or default_study_name(cfg, args.objective), trials=args.trials,
+                    storage=args.storage, timeout=args.timeout, sampler_seed=args.sampler_seed, pruner=args.pruner,
+                    warmup=args.warmup_epochs, n_jobs=n_jobs, threads=max(1, (os.cpu_count() or 1) // n_jobs),
+                    progress=False)
+    dashboard = storage_label(open_storage(spec.storage, spec.study_dir))
+    ranges = ", ".join(f"{k} {lo:g}..{hi:g}" for k, (lo, hi) in space.to_dict().items())
+    print(f"study {spec.study_name} ({dashboard}): {args.objective} accuracy on inner validation, "
+          f"{ranges} (log), {args.trials} trials, {n_jobs} job(s), pruner {args.pruner}")
+    study = optimize(spec)
+    print(render(study, spec.started, spec.study_dir, dashboard))
+    if args.final:
+        print("\nfinal: best setting re-trained on the whole training split, scored on evaluate "
+              "(the only time tuning reads evaluate labels)")
+        print(summary_table(final_run(spec, progress=not args.no_progress)))
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "tune", help="tune α, γ (and lr) with Optuna on an inner validation split",
+        description="Search the triplet margin α and weight γ (log-uniform; optionally the learning rate) with a "
+                    "seeded TPE sampler and per-epoch pruning. Each trial is an ordinary run stored under "
+                    "results/runs/, scored on a validation split carved from the training split by location; the "
+                    "evaluate split is never used for selection (only by --final). --trials is the size of the "
+                    "study: re-running the command continues it, and several commands or machines on one --storage "
+                    "share its trials.")
+    add_run_options(p)
+    p.set_defaults(loss=TUNE_LOSS, epochs=TUNE_EPOCHS, score_last=TUNE_SCORE_LAST)
+    s = p.add_argument_group("search")
+    s.add_argument("--trials", type=int, default=50, help="finished (complete + pruned) trials the study should hold; a re-run continues up to this many (default: 50)")
+    s.add_argument("--objective", default="overall", choices=["overall", "unseen"],
+                   help="maximise overall validation accuracy, or unseen-city accuracy with one training city held out of the tuning train split (default: overall)")
+    s.add_argument("--alpha-range", default="0.01,2", metavar="LO,HI", help="log-uniform range of α (default: 0.01,2); --alpha X fixes α instead")
+    s.add_argument("--gamma-range", default="0.1,100", metavar="LO,HI", help="log-uniform range of γ (default: 0.1,100); --gamma X fixes γ instead")
+    s.add_argument("--tune-lr", action="store_true", help="also tune the learning rate (log-uniform, default range 1e-4,1e-2)")
+    s.add_argument("--lr-range", metavar="LO,HI", help="log-uniform range of lr with --tune-lr (default: 1e-4,1e-2)")
+    s.add_argument("--val-fraction", type=float, default=0.2, help="share of training locations held out as inner validation (default: 0.2)")
+    s.add_argument("--seed", type=int, default=0, help="training seed of every trial (default: 0)")
+    s.add_argument("--sampler-seed", type=int, default=0, help="seed of the TPE sampler (default: 0)")
+    s.add_argument("--pruner", default="median", choices=["median", "hyperband", "none"],
+                   help="stop unpromising trials early from their per-epoch validation accuracy (default: median)")
+    s.add_argument("--warmup-epochs", type=int, default=2, help="no trial is pruned before this epoch (default: 2)")
+    w = p.add_argument_group("study, storage and workers")
+    w.add_argument("--study", metavar="NAME", help="study name (default: <arch>-<loss>-<aug>-m<mels>-<objective>-<dataset hash>)")
+    w.add_argument("--storage", metavar="URL", help="Optuna storage: a journal file path, or a database URL such as "
+                   "postgresql://user@host/db shared by workers on many machines (default: results/studies/<study>/journal.log)")
+    w.add_argument("--n-jobs", type=int, metavar="K", help="parallel trial processes on this machine (default: 2 on a CPU with 2+ cores, 1 on a GPU)")
+    w.add_argument("--timeout", type=float, metavar="SECONDS", help="start no new trial after this many seconds")
+    w.add_argument("--final", action="store_true", help="after the search, re-train the best setting on the whole training split and score it on evaluate")
+    p.set_defaults(func=cmd_tune)

@@ -1,0 +1,203 @@
+"""Log-mel features as in the DCASE 2019 Task 1 baseline, with both channels kept.
+
+Settings follow the baseline (40 ms Hamming window, 20 ms hop, magnitude spectrum, natural
+log of mel + eps, the first ``samples // hop`` frames of a centred STFT: 40 x 500 at 48 kHz),
+and the values equal ``torchaudio.transforms.MelSpectrogram(power=1.0)`` with those settings.
+The computation is reorganised for speed on a CPU (see :class:`LogMelExtractor`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torchaudio
+
+from harness.errors import ConfigError
+
+WINDOWS = {"hamming": torch.hamming_window, "hann": torch.hann_window}
+STORAGE_DTYPES = ("float16", "float32")
+MIN_STD = 1e-5  # floor for band_stats: a constant band (digital silence) must not divide by zero
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Everything that changes the stored features; part of the cache key and of run records."""
+
+    n_mels: int = 40
+    win_ms: float = 40.0
+    hop_ms: float = 20.0
+    n_fft: int | None = None  # None: next power of two >= window (2048 at 48 kHz)
+    f_min: float = 0.0
+    f_max: float | None = None  # None: Nyquist
+    window: str = "hamming"
+    log_eps: float = 1e-8
+    dtype: str = "float16"  # storage type of the cache
+
+    def __post_init__(self) -> None:
+        if int(self.n_mels) != self.n_mels or self.n_mels < 1:
+            raise ConfigError(f"n_mels must be a positive integer, got {self.n_mels!r}")
+        if not (self.win_ms > 0 and self.hop_ms > 0):
+            raise ConfigError(f"win_ms and hop_ms must be > 0, got {self.win_ms!r} and {self.hop_ms!r}")
+        if self.window not in WINDOWS:
+            raise ConfigError(f"window must be one of {', '.join(WINDOWS)}, got {self.window!r}")
+        if self.dtype not in STORAGE_DTYPES:
+            raise ConfigError(f"feature dtype must be one of {', '.join(STORAGE_DTYPES)}, got {self.dtype!r}")
+        if not self.log_eps > 0:
+            raise ConfigError(f"log_eps must be > 0, got {self.log_eps!r}")
+        if self.f_min < 0 or (self.f_max is not None and self.f_max <= self.f_min):
+            raise ConfigError(f"need 0 <= f_min < f_max, got f_min={self.f_min!r}, f_max={self.f_max!r}")
+
+    def win_length(self, sample_rate: int) -> int:
+        return int(round(sample_rate * self.win_ms / 1000.0))
+
+    def hop_length(self, sample_rate: int) -> int:
+        return int(round(sample_rate * self.hop_ms / 1000.0))
+
+    def fft_size(self, sample_rate: int) -> int:
+        """``n_fft``, else the next power of two >= the window length."""
+        win = self.win_length(sample_rate)
+        if self.n_fft is None:
+            return 1 << (win - 1).bit_length()
+        if self.n_fft < win:
+            raise ConfigError(f"n_fft={self.n_fft} is shorter than the {win}-sample window at {sample_rate} Hz")
+        return int(self.n_fft)
+
+    def n_frames(self, sample_rate: int, clip_samples: int) -> int:
+        """A centred STFT gives ``samples // hop + 1`` frames; keep the first ``samples // hop``."""
+        return clip_samples // self.hop_length(sample_rate)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class LogMelExtractor:
+    """``(channels, samples)`` audio -> ``(channels, n_mels, n_frames)`` float32 log-mel.
+
+    Same numbers as torchaudio's centred, reflect-padded STFT + mel filterbank, computed
+    faster on one core (measured in ``benchmarks/features.py``):
+
+    * frames are processed in blocks small enough to stay in the L2 cache;
+    * the window is applied to its own ``win_length`` samples and the FFT zero-pads to
+      ``n_fft`` at the end instead of the centre; that only rotates the frame, so the
+      magnitude is unchanged, and only the frames that overlap an edge need padding;
+    * the mel filterbank (each FFT bin is in at most two triangles) is a sparse CSR matrix.
+    """
+
+    def __init__(self, cfg: FeatureConfig, sample_rate: int, block_frames: int = 128):
+        self.cfg = cfg
+        self.sample_rate = int(sample_rate)
+        self.win = cfg.win_length(sample_rate)
+        self.hop = cfg.hop_length(sample_rate)
+        self.n_fft = cfg.fft_size(sample_rate)
+        if self.win < 2 or self.hop < 1:
+            raise ConfigError(f"window {cfg.win_ms} ms / hop {cfg.hop_ms} ms is too short at {sample_rate} Hz")
+        f_max = float(sample_rate) / 2 if cfg.f_max is None else float(cfg.f_max)
+        if f_max > sample_rate / 2:
+            raise ConfigError(f"f_max={cfg.f_max} is above the Nyquist frequency of {sample_rate} Hz audio")
+        self.block_frames = int(block_frames)
+        self.window = WINDOWS[cfg.window](self.win)  # periodic, as torchaudio's window_fn(win_length)
+        # Start of frame t's window in the signal: t * hop - offset (torch.stft centres an
+        # n_fft frame on t * hop and the window on the frame).
+        self.offset = self.n_fft // 2 - (self.n_fft - self.win) // 2
+        fb = torchaudio.functional.melscale_fbanks(
+            self.n_fft // 2 + 1, float(cfg.f_min), f_max, int(cfg.n_mels), self.sample_rate
+        )  # (bins, n_mels), the defaults of torchaudio.transforms.MelScale
+        self.filterbank = fb
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+            self._fb_csr = fb.T.contiguous().to_sparse_csr()
+
+    def n_frames(self, samples: int) -> int:
+        return self.cfg.n_frames(self.sample_rate, samples)
+
+    def __call__(self, audio: np.ndarray | torch.Tensor) -> np.ndarray:
+        x = torch.as_tensor(audio, dtype=torch.float32)
+        if x.ndim == 1:
+            x = x[None]
+        channels, samples = x.shape
+        n_frames = self.n_frames(samples)
+        if n_frames < 1 or samples <= self.n_fft // 2:
+            raise ConfigError(f"a {samples}-sample clip is too short for a {self.n_fft}-point centred STFT")
+        out = torch.empty(channels, self.cfg.n_mels, n_frames)
+        for t0 in range(0, n_frames, self.block_frames):
+            t1 = min(n_frames, t0 + self.block_frames)
+            out[:, :, t0:t1] = self._block(x, t0, t1)
+        return out.add_(self.cfg.log_eps).log_().numpy()
+
+    def _block(self, x: torch.Tensor, t0: int, t1: int) -> torch.Tensor:
+        """Mel magnitudes ``(channels, n_mels, t1 - t0)`` of frames ``t0 .. t1 - 1``."""
+        channels, samples = x.shape
+        s0 = t0 * self.hop - self.offset
+        s1 = (t1 - 1) * self.hop - self.offset + self.win
+        seg = x[:, max(s0, 0) : min(s1, samples)]
+        left, right = max(0, -s0), max(0, s1 - samples)
+        if left or right:  # reflect about the first / last sample, like torch.stft(center=True)
+            seg = torch.nn.functional.pad(seg, (left, right), mode="reflect")
+        frames = seg.unfold(-1, self.win, self.hop) * self.window  # (channels, F, win)
+        spec = torch.view_as_real(torch.fft.rfft(frames, n=self.n_fft))  # (channels, F, bins, 2)
+        re, im = spec[..., 0], spec[..., 1]
+        mag = (re * re).add_(im * im).sqrt_()  # |X|: power=1 like the baseline
+        n = t1 - t0
+        mel = self._fb_csr @ mag.reshape(channels * n, -1).T.contiguous()  # (n_mels, channels * F)
+        return mel.reshape(-1, channels, n).transpose(0, 1)
+
+
+def extract(audio: np.ndarray, cfg: FeatureConfig, sample_rate: int) -> np.ndarray:
+    """One clip's ``(channels, n_mels, n_frames)`` float32 log-mel (convenience for one-offs)."""
+    return LogMelExtractor(cfg, sample_rate)(audio)
+
+
+def _as_rows(rows: Any, n: int) -> np.ndarray:
+    idx = np.asarray(rows)
+    if idx.dtype == bool:
+        if idx.shape != (n,):
+            raise ConfigError(f"a boolean row mask must have {n} entries, got shape {idx.shape}")
+        idx = np.flatnonzero(idx)
+    idx = idx.astype(np.int64, copy=False).ravel()
+    if idx.size == 0:
+        raise ConfigError("band_stats needs at least one row (the training split is empty)")
+    if idx.min() < -n or idx.max() >= n:
+        raise ConfigError(f"band_stats row index out of range for {n} clips")
+    return np.sort(idx % n)  # sorted: sequential reads from the memory map
+
+
+def band_stats(features: np.ndarray, rows: Any, chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std per channel and mel band over the given rows only (the training split).
+
+    Streams ``chunk`` rows at a time (default: about 32 MB of float64) and merges per-chunk
+    moments (Chan et al.), so memory does not grow with the dataset. Returns float32 arrays of
+    shape ``(channels, n_mels, 1)`` that broadcast over ``(..., channels, n_mels, frames)``;
+    std is floored at ``MIN_STD``.
+    """
+    idx = _as_rows(rows, len(features))
+    per_row = int(np.prod(features.shape[1:]))
+    if chunk is None:
+        chunk = max(1, (32 << 20) // (8 * per_row))
+    count = 0
+    mean = np.zeros(features.shape[1:3], np.float64)
+    m2 = np.zeros_like(mean)
+    for start in range(0, idx.size, chunk):
+        x = np.asarray(features[idx[start : start + chunk]], dtype=np.float64)
+        n = x.shape[0] * x.shape[3]
+        c_mean = x.mean(axis=(0, 3))
+        c_m2 = ((x - c_mean[None, :, :, None]) ** 2).sum(axis=(0, 3))
+        delta = c_mean - mean
+        total = count + n
+        mean = mean + delta * (n / total)
+        m2 = m2 + c_m2 + delta**2 * (count * n / total)
+        count = total
+    std = np.sqrt(m2 / count)
+    return mean[..., None].astype(np.float32), np.maximum(std, MIN_STD)[..., None].astype(np.float32)
+
+
+def normalize(x: Any, mean: np.ndarray, std: np.ndarray) -> Any:
+    """``(x - mean) / std`` in float32, for numpy arrays or torch tensors."""
+    if isinstance(x, torch.Tensor):
+        m = torch.as_tensor(mean, dtype=torch.float32, device=x.device)
+        s = torch.as_tensor(std, dtype=torch.float32, device=x.device)
+        return (x.float() - m) / s
+    return (np.asarray(x, dtype=np.float32) - mean) / std

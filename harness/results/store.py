@@ -1,0 +1,120 @@
+"""Run folders and the results index (``index.csv``), safe under concurrent writers.
+
+The index is rewritten whole under an exclusive ``fcntl`` lock and renamed into place, so
+readers (pandas, ``harness table``) never see a torn file and concurrent runs never lose
+each other's rows.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+from harness.atomic import atomic_path, write_json
+from harness.errors import DataError, TrainingError
+
+INDEX_COLUMNS = [
+    "run_id", "status", "arch", "loss", "aug", "n_mels", "seed", "alpha", "gamma", "epochs",
+    "batch_size", "lr", "preset", "split", "dataset", "dataset_kind", "dataset_identity",
+    "unseen_protocol", "unseen_domains", "acc_last10", "unseen_last10", "acc_final",
+    "unseen_final", "params", "wall_s", "device", "created", "run_dir",
+]
+
+
+@contextmanager
+def file_lock(path: Path, *, blocking: bool = True) -> Iterator[None]:
+    """An exclusive advisory lock held for the ``with`` block (released if the process dies)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        flags = fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB)
+        try:
+            fcntl.flock(fh, flags)
+        except BlockingIOError as exc:
+            raise TrainingError(f"{path.parent}: in use by another harness process; wait for it or pick another run") from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+class ResultsStore:
+    """``results/`` with ``runs/<run-id>/`` folders and ``index.csv``."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    @property
+    def index_path(self) -> Path:
+        return self.root / "index.csv"
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / "runs" / run_id
+
+    def load_index(self) -> pd.DataFrame:
+        """Every run's row; an empty frame with the right columns when nothing is stored."""
+        if not self.index_path.exists():
+            return pd.DataFrame(columns=INDEX_COLUMNS)
+        try:
+            return pd.read_csv(self.index_path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise DataError(f"results index is unreadable ({exc}); rebuild it with `harness table --reindex`", self.index_path) from exc
+
+    def update_index(self, row: dict[str, Any]) -> None:
+        """Insert or replace the row of ``row['run_id']`` atomically, under the index lock."""
+        with file_lock(self.root / "index.lock"):
+            df = self.load_index()
+            df = df[df["run_id"] != row["run_id"]]
+            new = pd.DataFrame([{c: row.get(c) for c in INDEX_COLUMNS}])
+            df = new if df.empty else pd.concat([df, new], ignore_index=True)
+            with atomic_path(self.index_path) as tmp:
+                df.to_csv(tmp, index=False)
+
+    def reindex(self) -> int:
+        """Rebuild ``index.csv`` from the ``summary.json`` files of every run folder."""
+        rows = []
+        for summary in sorted((self.root / "runs").glob("*/summary.json")):
+            rows.append(json.loads(summary.read_text()))
+        with file_lock(self.root / "index.lock"):
+            with atomic_path(self.index_path) as tmp:
+                pd.DataFrame(rows, columns=INDEX_COLUMNS).to_csv(tmp, index=False)
+        return len(rows)
+
+    def summary(self, run_id: str) -> dict[str, Any] | None:
+        path = self.run_dir(run_id) / "summary.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def write_summary(self, run_id: str, summary: dict[str, Any]) -> None:
+        write_json(self.run_dir(run_id) / "summary.json", summary)
+        self.update_index(summary)
+
+
+def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
+    """``numpy.savez_compressed`` written atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+
+def load_predictions(run_dir: str | Path) -> dict[str, np.ndarray]:
+    path = Path(run_dir) / "predictions.npz"
+    if not path.exists():
+        raise DataError("run has no stored predictions (incomplete run?)", path)
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,336 @@
+"""The shared training loop: any registered (architecture, loss) on any split, CPU or GPU.
+
+Every epoch's randomness (batch order, dropout, augmentation) is a pure function of
+``(seed, epoch)``: the runner reseeds all RNGs at each epoch start. With a checkpoint
+written atomically after every epoch, a run killed at any point resumes from its last
+complete epoch and ends with exactly the metrics of an uninterrupted run (on the CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from harness.atomic import atomic_path, write_json
+from harness.data.source import open_dataset
+from harness.data.splits import inner_validation, make_split
+from harness.data.tau import SCENES
+from harness.errors import ConfigError, DataError, TrainingError
+from harness.features.cache import load_features
+from harness.features.logmel import FeatureConfig, band_stats
+from harness.model import ModelOutput, count_parameters
+from harness.registry import create_architecture, create_loss
+from harness.results.store import ResultsStore, file_lock, save_npz
+from harness.runner.augment import BatchAugment
+from harness.runner.config import RunConfig
+from harness.runner.environment import environment_record, resolve_device
+from harness.runner.metrics import accuracy_metrics
+from harness.sampling import PairedBatchSampler
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class EvalSet:
+    """The rows a run is scored on, with their masks (official evaluate rows, unseen-domain rows)."""
+
+    rows: np.ndarray
+    official: np.ndarray
+    unseen: np.ndarray
+    unseen_domains: tuple[str, ...]
+    protocol: str
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_rows(ds, cfg: RunConfig) -> tuple[np.ndarray, EvalSet]:
+    """Training rows and the scored rows, for the test split or an inner validation split."""
+    split = make_split(ds, cfg.split, unseen=cfg.unseen)
+    if cfg.evaluate_on == "validation":
+        inner = inner_validation(ds, split.train, fraction=cfg.val_fraction, seed=cfg.seed,
+                                 hold_out_domain=cfg.hold_out_domain)
+        held = (inner.held_out_domain,) if inner.held_out_domain else ()
+        val = np.asarray(inner.val)
+        unseen_mask = ds.meta["domain"].to_numpy()[val] == inner.held_out_domain if held else np.zeros(len(val), bool)
+        return np.asarray(inner.train), EvalSet(val, np.ones(len(val), bool), unseen_mask, held, "validation")
+    rows = np.asarray(split.evaluate)
+    official = np.isin(rows, split.official_evaluate)
+    unseen = np.isin(rows, split.unseen)
+    return np.asarray(split.train), EvalSet(rows, official, unseen, tuple(split.unseen_domains), split.unseen_protocol)
+
+
+def check_rows(ds, cfg: RunConfig, train: np.ndarray, ev: EvalSet) -> None:
+    """Refuse a dataset that cannot serve the split, before any training."""
+    meta = ds.meta
+    missing = sorted(set(SCENES) - set(meta["scene"].to_numpy()[train]))
+    if missing:
+        raise DataError(f"split {cfg.split!r} leaves scene {missing[0]!r} with no training clip (empty class)", ds.root)
+    if not ev.official.any():
+        raise DataError(f"split {cfg.split!r} has no clip to score on", ds.root)
+    if cfg.evaluate_on == "evaluate" and not ev.unseen.any():
+        raise DataError(f"split {cfg.split!r} has no unseen city/device in evaluate: every evaluate domain also appears in train", ds.root)
+
+
+class Trainer:
+    """Holds what one run needs; ``fit`` trains, evaluates and stores it."""
+
+    def __init__(self, cfg: RunConfig, store: ResultsStore, *, progress: bool = True,
+                 on_epoch: EpochCallback | None = None):
+        self.cfg, self.store, self.progress, self.on_epoch = cfg, store, progress, on_epoch
+        self.device = resolve_device(cfg.device)
+        self.ds = open_dataset(cfg.data, progress=progress)
+        cfg.dataset_identity = self.ds.identity
+        self.run_id = cfg.run_id()
+        self.dir = store.run_dir(self.run_id)
+
+    # -- data ------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        cfg, ds = self.cfg, self.ds
+        train_rows, self.ev = build_rows(ds, cfg)
+        self.train_rows = np.sort(train_rows)  # sorted: one sequential read of the memory map
+        check_rows(ds, cfg, self.train_rows, self.ev)
+        feats = load_features(ds, FeatureConfig(n_mels=cfg.n_mels), progress=self.progress)
+        self.n_frames = feats.shape[-1]
+        mean, std = band_stats(feats, self.train_rows)
+        self.mean = torch.as_tensor(mean, dtype=torch.float32, device=self.device)
+        self.std = torch.as_tensor(std, dtype=torch.float32, device=self.device)
+        # Features stay float16 and resident on the training device; batches are gathered there.
+        self.x_train = torch.from_numpy(np.ascontiguousarray(feats[self.train_rows])).to(self.device)
+        self.x_eval = torch.from_numpy(np.ascontiguousarray(feats[self.ev.rows])).to(self.device)
+        meta = ds.meta
+        self.labels = meta["label"].to_numpy()
+        self.domain_names = meta["domain"].to_numpy().astype(str)
+        codes, self.domain_vocab = pd.factorize(meta["domain"])
+        self.domain_codes = codes
+        self.y_train = torch.as_tensor(self.labels[self.train_rows], device=self.device)
+        self.d_train = torch.as_tensor(codes[self.train_rows], device=self.device)
+        self.y_eval = torch.as_tensor(self.labels[self.ev.rows], device=self.device)
+
+    # -- model -----------------------------------------------------------------------------
+    def build(self) -> None:
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        self.model: nn.Module = create_architecture(
+            cfg.arch, n_mels=cfg.n_mels, n_frames=self.n_frames, in_channels=self.x_train.shape[1],
+            n_classes=len(SCENES), **cfg.arch_options).to(self.device)
+        self.loss_fn = create_loss(cfg.loss, alpha=cfg.alpha, gamma=cfg.gamma)
+        if "mixup" in cfg.augmentations and not getattr(self.loss_fn, "supports_mixup", True):
+            raise ConfigError(
+                f"--aug {cfg.aug} cannot be combined with --loss {cfg.loss}: mixup makes labels "
+                "non-discrete, so no triplet has a well-defined same-scene positive (paper, §4.3)")
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.augment = BatchAugment(
+            mixup="mixup" in cfg.augmentations, spec="spec" in cfg.augmentations,
+            n_classes=len(SCENES), n_mels=cfg.n_mels, n_frames=self.n_frames,
+            mixup_alpha=cfg.mixup_alpha, freq_masks=cfg.freq_masks, freq_mask_width=cfg.freq_mask_width,
+            time_masks=cfg.time_masks, time_mask_width=cfg.time_mask_width)
+        pairing = getattr(self.loss_fn, "pairing", None)
+        self.sampler = (
+            PairedBatchSampler(self.labels[self.train_rows], self.domain_codes[self.train_rows], cfg.batch_size,
+                               cross_domain=pairing == "cross-domain", seed=cfg.seed)
+            if pairing else None)
+
+    def batches(self, epoch: int) -> list[np.ndarray]:
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
+            return [np.asarray(b) for b in self.sampler]
+        rng = np.random.default_rng([self.cfg.seed, epoch])
+        perm = rng.permutation(len(self.train_rows))
+        return [perm[i:i + self.cfg.batch_size] for i in range(0, len(perm), self.cfg.batch_size)]
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.float() - self.mean) / self.std
+
+    def autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # -- one epoch -------------------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        cfg = self.cfg
+        seed_everything(epoch_seed(cfg.seed, epoch))
+        self.model.train()
+        sums: dict[str, float] = {}
+        n = 0
+        batches = self.batches(epoch)
+        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
+                   disable=not self.progress, dynamic_ncols=True)
+        for idx in bar:
+            idx_t = torch.as_tensor(idx, device=self.device)
+            x = self.normalize(self.x_train[idx_t])
+            y, d = self.y_train[idx_t], self.d_train[idx_t]
+            x, y_aug = self.augment(x, y)
+            d = d[: x.shape[0]]
+            with self.autocast():
+                out = self.model(x)
+                out = ModelOutput(out.logits.float(), out.embedding.float(),
+                                  None if out.band_logits is None else out.band_logits.float())
+                terms = self.loss_fn(out, y_aug, d)
+            for name, value in terms.items():
+                if not torch.isfinite(value):
+                    raise TrainingError(
+                        f"non-finite {name} loss at epoch {epoch}; stopped, the checkpoint of epoch {epoch - 1} "
+                        f"is kept in {self.dir} (try a lower --lr or --gamma)")
+            self.optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            self.optimizer.step()
+            b = x.shape[0]
+            n += b
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach()) * b
+            bar.set_postfix(loss=f"{sums['loss'] / n:.3f}")
+        bar.close()
+        return {f"train_{'loss' if k == 'loss' else k}": v / max(n, 1) for k, v in sums.items()}
+
+    @torch.no_grad()
+    def predict(self) -> tuple[np.ndarray, np.ndarray]:
+        self.model.eval()
+        logits, embs = [], []
+        step = max(2 * self.cfg.batch_size, 64)
+        for i in range(0, len(self.ev.rows), step):
+            with self.autocast():
+                out = self.model(self.normalize(self.x_eval[i:i + step]))
+            logits.append(out.logits.float().cpu())
+            embs.append(out.embedding.float().cpu())
+        return torch.cat(logits).numpy(), torch.cat(embs).numpy()
+
+    def evaluate(self, logits: np.ndarray) -> dict[str, float]:
+        rows = self.ev.rows
+        labels = self.labels[rows]
+        metrics = accuracy_metrics(logits, labels, self.domain_names[rows], self.ev.official,
+                                   self.ev.unseen, list(SCENES))
+        ce = nn.functional.cross_entropy(torch.from_numpy(logits[self.ev.official]),
+                                         torch.from_numpy(labels[self.ev.official]))
+        metrics["eval_loss"] = float(ce)
+        return metrics
+
+    # -- checkpoints -----------------------------------------------------------------------
+    @property
+    def ckpt_path(self) -> Path:
+        return self.dir / "checkpoint.pt"
+
+    def save_checkpoint(self, epoch: int, history: list[dict[str, Any]], wall: float) -> None:
+        state = {"epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "history": history, "wall_s": wall, "run_id": self.run_id}
+        with atomic_path(self.ckpt_path) as tmp:
+            torch.save(state, tmp)
+        with atomic_path(self.dir / "epochs.csv") as tmp:
+            pd.DataFrame(history).to_csv(tmp, index=False)
+
+    def load_checkpoint(self) -> tuple[int, list[dict[str, Any]], float]:
+        if not self.ckpt_path.exists():
+            return 0, [], 0.0
+        try:
+            state = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except Exception as exc:  # a checkpoint from another code version or a damaged file
+            raise TrainingError(f"cannot resume from checkpoint ({exc}); re-run with --force to start over", self.ckpt_path) from exc
+        return int(state["epoch"]), list(state["history"]), float(state.get("wall_s", 0.0))
+
+    # -- the run ---------------------------------------------------------------------------
+    def summary_row(self, status: str, history: list[dict[str, Any]], wall: float) -> dict[str, Any]:
+        cfg, k = self.cfg, self.cfg.score_last
+        tail = history[-k:]
+
+        def mean(key: str) -> float:
+            vals = [h[key] for h in tail if not math.isnan(h[key])]
+            return float(np.mean(vals)) if vals else float("nan")
+
+        return {
+            "run_id": self.run_id, "status": status, "arch": cfg.arch, "loss": cfg.loss, "aug": cfg.aug,
+            "n_mels": cfg.n_mels, "seed": cfg.seed, "alpha": getattr(self.loss_fn, "alpha", None),
+            "gamma": getattr(self.loss_fn, "gamma", None), "epochs": cfg.epochs, "batch_size": cfg.batch_size,
+            "lr": cfg.lr, "preset": cfg.preset, "split": cfg.split, "dataset": str(self.ds.root),
+            "dataset_kind": "synthetic" if self.ds.is_synthetic else self.ds.layout,
+            "dataset_identity": self.ds.identity, "unseen_protocol": self.ev.protocol,
+            "unseen_domains": ",".join(self.ev.unseen_domains),
+            "acc_last10": mean("acc") if history else None, "unseen_last10": mean("unseen_acc") if history else None,
+            "acc_final": history[-1]["acc"] if history else None,
+            "unseen_final": history[-1]["unseen_acc"] if history else None,
+            "epochs_done": len(history), "score_epochs": len(tail),
+            "params": count_parameters(self.model), "wall_s": round(wall, 2), "device": str(self.device),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "run_dir": f"runs/{self.run_id}",
+        }
+
+    def fit(self) -> dict[str, Any]:
+        cfg = self.cfg
+        self.prepare()
+        self.build()
+        write_json(self.dir / "config.json", {"config": cfg.to_dict(), "run_id": self.run_id,
+                                              "dataset": {"root": str(self.ds.root), "identity": self.ds.identity,
+                                                          "layout": self.ds.layout, "synthetic": self.ds.is_synthetic},
+                                              "split": {"unseen_protocol": self.ev.protocol,
+                                                        "unseen_domains": list(self.ev.unseen_domains),
+                                                        "train": len(self.train_rows), "scored": len(self.ev.rows)},
+                                              "environment": environment_record(self.device)})
+        start, history, wall = self.load_checkpoint()
+        self.store.update_index(self.summary_row("running", history, wall))
+        try:
+            for epoch in range(start + 1, cfg.epochs + 1):
+                t0 = time.perf_counter()
+                metrics = self.train_epoch(epoch)
+                metrics.update(self.evaluate(self.predict()[0]))
+                seconds = time.perf_counter() - t0
+                wall += seconds
+                history.append({"epoch": epoch, **metrics, "seconds": round(seconds, 3), "lr": cfg.lr})
+                self.save_checkpoint(epoch, history, wall)
+                if self.progress:
+                    tqdm.write(f"epoch {epoch}/{cfg.epochs}  loss {metrics['train_loss']:.3f}  "
+                               f"acc {100 * metrics['acc']:.2f}%  unseen {100 * metrics['unseen_acc']:.2f}%  "
+                               f"({seconds:.1f}s)")
+                if self.on_epoch is not None:
+                    self.on_epoch(epoch, metrics)
+        except torch.cuda.OutOfMemoryError as exc:
+            self.store.update_index(self.summary_row("failed", history, wall))
+            raise TrainingError(f"out of GPU memory at batch size {cfg.batch_size}; try a smaller --batch-size") from exc
+        except TrainingError:
+            self.store.update_index(self.summary_row("failed", history, wall))
+            raise
+        logits, embs = self.predict()
+        rows = self.ev.rows
+        save_npz(self.dir / "predictions.npz", filenames=self.ds.meta["filename"].to_numpy()[rows].astype(str),
+                 labels=self.labels[rows], domains=self.domain_names[rows], classes=np.asarray(SCENES),
+                 logits=logits.astype(np.float32), embeddings=embs.astype(np.float16),
+                 official=self.ev.official, unseen=self.ev.unseen)
+        summary = self.summary_row("complete", history, wall)
+        self.store.write_summary(self.run_id, summary)
+        return summary
+
+
+def run(cfg: RunConfig, results: str | Path, *, force: bool = False, progress: bool = True,
+        on_epoch: EpochCallback | None = None) -> dict[str, Any]:
+    """Train and evaluate one configuration; a completed identical run is returned as stored."""
+    cfg = cfg.resolved()
+    store = ResultsStore(results)
+    trainer = Trainer(cfg, store, progress=progress, on_epoch=on_epoch)
+    trainer.dir.mkdir(parents=True, exist_ok=True)
+    with file_lock(trainer.dir / ".lock", blocking=False):
+        done = store.summary(trainer.run_id)
+        if done is not None and done.get("status") == "complete" and not force:
+            return {**done, "reused": True}
+        if force:
+            for name in ("checkpoint.pt", "epochs.csv", "summary.json", "predictions.npz"):
+                (trainer.dir / name).unlink(missing_ok=True)
+        return trainer.fit()
+

@@ -1,0 +1,81 @@
+"""One Optuna trial = one ordinary ``harness run`` scored on the inner validation split.
+
+The run goes into the results store like any other (its run id differs by α/γ/lr), so a trial
+is inspectable with ``harness table`` and a trial killed mid-run resumes from the run's last
+checkpoint when Optuna retries it with the same parameters. The trial value is the mean of the
+objective metric over the last ``score_last`` epochs (the run summary's ``*_last10`` field, which
+holds the mean over ``score_last`` epochs), so it is scored exactly as the paper scores runs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from harness.errors import TrainingError
+from harness.runner.config import RunConfig
+from harness.tuning.space import SearchSpace
+from harness.tuning.storage import worker_attrs
+
+#: ``--objective`` → (per-epoch metric, summary field with its mean over the last epochs).
+OBJECTIVES = {"overall": ("acc", "acc_last10"), "unseen": ("unseen_acc", "unseen_last10")}
+
+
+def tuning_config(cfg: RunConfig, objective: str) -> RunConfig:
+    """The search's base config: scored on inner validation; ``unseen`` holds one training city out."""
+    return replace(cfg, evaluate_on="validation", hold_out_domain="auto" if objective == "unseen" else None)
+
+
+def stored_history(results: str | Path, run_id: str) -> pd.DataFrame:
+    """Epochs a run already has on disk (from an interrupted or an identical earlier trial)."""
+    path = Path(results) / "runs" / run_id / "epochs.csv"
+    try:
+        return pd.read_csv(path)
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return pd.DataFrame(columns=["epoch"])
+
+
+@dataclass
+class Objective:
+    """Callable objective: suggest, train with per-epoch report/prune, return the score."""
+
+    base: RunConfig
+    space: SearchSpace
+    objective: str
+    results: str
+    progress: bool = False
+
+    def config(self, params: dict[str, float]) -> RunConfig:
+        return replace(self.base, **params)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        from harness.runner.train import run
+
+        metric, summary_key = OBJECTIVES[self.objective]
+        cfg = self.config(self.space.suggest(trial))
+        run_id = cfg.resolved().run_id()
+        for key, value in {"run_id": run_id, **worker_attrs()}.items():
+            trial.set_user_attr(key, value)
+        history = stored_history(self.results, run_id)
+        for _, row in history.iterrows():  # a resumed run: its earlier epochs count too
+            if metric in row and not math.isnan(row[metric]):
+                trial.report(float(row[metric]), int(row["epoch"]))
+
+        def on_epoch(epoch: int, metrics: dict[str, Any]) -> None:
+            value = float(metrics[metric])
+            if math.isnan(value):
+                raise TrainingError(f"objective {self.objective!r}: no {metric} on the validation rows of run {run_id}")
+            trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"{metric} {value:.4f} at epoch {epoch}")
+
+        summary = run(cfg, self.results, progress=self.progress, on_epoch=on_epoch)
+        value = summary.get(summary_key)
+        if value is None or math.isnan(float(value)):
+            raise TrainingError(f"objective {self.objective!r}: run {run_id} has no {summary_key}")
+        return float(value)

@@ -1,0 +1,150 @@
+"""Where studies live: a journal file by default (safe for many processes), or any RDB URL.
+
+SQLite under concurrent writers fails with "database is locked", so the default is Optuna's
+``JournalStorage`` over an append-only file with a lock file: any number of worker processes on
+one machine (or on a shared file system) can add trials to one study. ``postgresql://`` (or any
+SQLAlchemy URL) lets workers on many machines share a study; there Optuna's heartbeats fail the
+trial of a worker that died and :class:`RetryHeartbeatStaleTrialCallback` queues it again.
+The journal has no heartbeats, so :func:`fail_dead_trials` does the same from the pid and host
+each trial records when it starts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from harness.errors import ConfigError
+
+#: File name of the default journal inside ``results/studies/<study>/``.
+JOURNAL_NAME = "journal.log"
+#: Seconds between heartbeats of a running trial (RDB storages) and the silence after which
+#: another worker declares it dead. Trials take minutes, so a minute is cheap and prompt.
+HEARTBEAT_INTERVAL = 60
+GRACE_PERIOD = 180
+#: How often a dead worker's trial is queued again before it is left failed.
+MAX_RETRY = 2
+
+try:  # Optuna >= 4.9 renamed the callback; keep working on the 4.x the project allows.
+    from optuna.storages import RetryHeartbeatStaleTrialCallback as RetryCallback
+
+    _STALE_KW = "heartbeat_stale_trial_callback"
+except ImportError:  # pragma: no cover - older Optuna
+    from optuna.storages import RetryFailedTrialCallback as RetryCallback
+
+    _STALE_KW = "failed_trial_callback"
+
+
+def is_url(ref: str) -> bool:
+    return "://" in ref
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def journal_path(storage: BaseStorage) -> Path | None:
+    """The journal file behind ``storage``, or None for an RDB storage."""
+    backend = getattr(storage, "_backend", None)
+    path = getattr(backend, "_file_path", None)
+    return Path(path) if path else None
+
+
+def storage_label(storage: BaseStorage) -> str:
+    """What to pass to ``optuna-dashboard`` to open this storage."""
+    path = journal_path(storage)
+    if path is not None:
+        return str(path)
+    url = getattr(storage, "url", None) or getattr(getattr(storage, "_backend", None), "url", "")
+    return redact(str(url))
+
+
+def open_storage(url: str | None, default_dir: str | Path, *, heartbeat_interval: int = HEARTBEAT_INTERVAL,
+                 grace_period: int = GRACE_PERIOD) -> BaseStorage:
+    """An Optuna storage: ``None`` → ``default_dir/journal.log``; a path → that journal file;
+    ``scheme://…`` → an RDB storage with heartbeats and retry of dead workers' trials."""
+    if url is None or not is_url(url):
+        path = Path(url) if url else Path(default_dir) / JOURNAL_NAME
+        if path.is_dir():
+            path = path / JOURNAL_NAME
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    return _open_rdb(url, heartbeat_interval, grace_period)
+
+
+def _open_rdb(url: str, heartbeat_interval: int, grace_period: int) -> RDBStorage:
+    # SQLite waits for the lock instead of failing at once; servers drop idle connections.
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    last: Exception | None = None
+    for attempt in range(3):  # workers started together may race to create the tables
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                kwargs = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period,
+                          _STALE_KW: RetryCallback(max_retry=MAX_RETRY)}
+                return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        except ModuleNotFoundError as exc:
+            raise ConfigError(f"--storage {redact(url)}: database driver {exc.name!r} is not installed "
+                              f"(pip install 'harness[postgres]' for PostgreSQL)") from exc
+        except Exception as exc:  # sqlalchemy errors: bad URL, server down, table race
+            last = exc
+            time.sleep(0.5 + attempt)
+    first = str(last).strip().splitlines()[0] if str(last).strip() else type(last).__name__
+    raise ConfigError(f"--storage {redact(url)}: cannot open the database ({first})") from last
+
+
+# -- worker identity and dead workers ------------------------------------------------------------
+def _start_ticks(pid: int) -> str | None:
+    """The process start time in clock ticks (Linux), so a recycled pid is not taken as alive."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def worker_attrs() -> dict[str, str | int | None]:
+    """Who runs a trial: stored as user attributes so another worker can tell if it died."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": _start_ticks(os.getpid())}
+
+
+def _alive(pid: int, start: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    now = _start_ticks(pid)
+    return start is None or now is None or now == start
+
+
+def fail_dead_trials(study: optuna.Study) -> list[int]:
+    """Fail the RUNNING trials whose worker process on this host is gone, and queue each again.
+
+    Returns the numbers of the trials this call failed (another worker may win the race)."""
+    host = socket.gethostname()
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        attrs = trial.user_attrs
+        if attrs.get("host") != host or "pid" not in attrs or _alive(int(attrs["pid"]), attrs.get("pid_start")):
+            continue
+        try:
+            frozen = study.tell(trial.number, state=TrialState.FAIL)
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+            continue  # another worker failed it first
+        failed.append(trial.number)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            RetryCallback(max_retry=MAX_RETRY)(study, frozen)
+    return failed

@@ -1,0 +1,227 @@
+"""Create or continue a study and run its trials, in this process or in ``--n-jobs`` processes.
+
+``--trials N`` is the size of the study, not of this session: workers stop once N trials are
+finished (complete or pruned) or running, so re-running the same command continues the search
+and several commands (or machines) on one storage share the N trials between them. Parallel
+trials run in separate processes rather than Optuna's threads: small CPU models scale better one
+torch thread per process, and Ctrl-C then reaches every trial, which Optuna marks FAIL.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import re
+import signal
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.study import MaxTrialsCallback
+from optuna.trial import TrialState
+
+from harness.errors import ConfigError, HarnessError, TrainingError
+from harness.runner.config import RunConfig
+from harness.tuning.objective import OBJECTIVES, Objective
+from harness.tuning.space import SearchSpace
+from harness.tuning.storage import fail_dead_trials, open_storage
+
+PRUNERS = ("median", "hyperband", "none")
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+#: Study user attributes that must match when a study is continued.
+CHECKED_ATTRS = ("harness_config", "objective", "space")
+
+
+@dataclass
+class TuneSpec:
+    """Everything a worker process needs to join the study (picklable for spawn)."""
+
+    base: RunConfig
+    space: SearchSpace
+    objective: str
+    results: str
+    study_name: str
+    trials: int
+    storage: str | None = None
+    timeout: float | None = None
+    sampler_seed: int = 0
+    pruner: str = "median"
+    warmup: int = 2
+    n_jobs: int = 1
+    threads: int | None = None
+    progress: bool = False
+    started: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.pruner not in PRUNERS:
+            raise ConfigError(f"--pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
+        if self.trials < 0:
+            raise ConfigError(f"--trials must be >= 0, got {self.trials}")
+        if self.n_jobs < 1:
+            raise ConfigError(f"--n-jobs must be >= 1, got {self.n_jobs}")
+        if self.warmup < 0:
+            raise ConfigError(f"--warmup-epochs must be >= 0, got {self.warmup}")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ConfigError(f"--timeout must be positive, got {self.timeout}")
+
+    @property
+    def study_dir(self) -> Path:
+        return study_dir(self.results, self.study_name)
+
+    @property
+    def deadline(self) -> float | None:
+        return None if self.timeout is None else self.started + self.timeout
+
+
+def study_dir(results: str | Path, name: str) -> Path:
+    return Path(results) / "studies" / name
+
+
+def default_study_name(cfg: RunConfig, objective: str) -> str:
+    """``<arch>-<loss>-<aug>-m<mels>-<objective>-<dataset hash>``: one study per question asked."""
+    name = f"{cfg.arch}-{cfg.loss}-{cfg.aug}-m{cfg.n_mels}-{objective}-{cfg.dataset_identity[:8]}"
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", name.replace(",", "+"))
+
+
+def study_attrs(spec: TuneSpec) -> dict[str, Any]:
+    """What the study measures: the trials' shared config (without the tuned values)."""
+    fixed = {k: v for k, v in spec.base.resolved().hashed_fields().items() if k not in spec.space.names}
+    return {"harness_config": fixed, "objective": spec.objective, "space": spec.space.to_dict()}
+
+
+def make_sampler(seed: int, worker: int, n_existing: int) -> optuna.samplers.TPESampler:
+    """Seeded TPE. The seed also mixes in the worker and the study size, so parallel workers and a
+    continued study do not replay the random start-up points already tried."""
+    derived = int(np.random.SeedSequence([seed, worker, n_existing]).generate_state(1)[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=derived, constant_liar=True)
+
+
+def make_pruner(name: str, epochs: int, warmup: int) -> optuna.pruners.BasePruner:
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=max(1, warmup), max_resource=epochs, reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def open_study(spec: TuneSpec, worker: int = 0, *, create: bool = False) -> optuna.Study:
+    """Load (or with ``create``, create or continue) the study, with this worker's sampler and pruner."""
+    storage = open_storage(spec.storage, spec.study_dir)
+    epochs = spec.base.resolved().epochs or 1
+    pruner = make_pruner(spec.pruner, epochs, spec.warmup)
+    if create:
+        study = optuna.create_study(study_name=spec.study_name, storage=storage, direction="maximize",
+                                    load_if_exists=True, pruner=pruner)
+        check_attrs(study, study_attrs(spec))
+    else:
+        study = optuna.load_study(study_name=spec.study_name, storage=storage, pruner=pruner)
+    study.sampler = make_sampler(spec.sampler_seed, worker, len(study.get_trials(deepcopy=False)))
+    return study
+
+
+def check_attrs(study: optuna.Study, attrs: dict[str, Any]) -> None:
+    """Record what a new study measures; refuse to mix a different question into an old one."""
+    old = study.user_attrs
+    for key in CHECKED_ATTRS:
+        if key not in old:
+            study.set_user_attr(key, attrs[key])
+            continue
+        if old[key] != attrs[key]:
+            if isinstance(old[key], dict) and isinstance(attrs[key], dict):
+                diff = sorted(k for k in set(old[key]) | set(attrs[key]) if old[key].get(k) != attrs[key].get(k))
+                what = ", ".join(f"{k} {old[key].get(k)!r} → {attrs[key].get(k)!r}" for k in diff[:3])
+            else:
+                what = f"{old[key]!r} → {attrs[key]!r}"
+            raise ConfigError(f"study {study.study_name!r} was run with other settings ({key}: {what}); "
+                              "pass --study NEW_NAME to start another study")
+
+
+def counts(study: optuna.Study) -> dict[TrialState, int]:
+    out = dict.fromkeys(TrialState, 0)
+    for t in study.get_trials(deepcopy=False):
+        out[t.state] += 1
+    return out
+
+
+# -- workers ---------------------------------------------------------------------------------------
+def run_worker(spec: TuneSpec, worker: int = 0) -> None:
+    """Run trials until the study holds ``spec.trials`` finished or running ones (or time is up)."""
+    if spec.threads:
+        import torch
+
+        torch.set_num_threads(spec.threads)
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    study = open_study(spec, worker)
+    objective = Objective(spec.base, spec.space, spec.objective, spec.results, spec.progress)
+    cap = MaxTrialsCallback(spec.trials, states=(*FINISHED, TrialState.RUNNING))
+    while True:
+        c = counts(study)
+        finished = c[TrialState.COMPLETE] + c[TrialState.PRUNED]
+        todo = spec.trials - finished - c[TrialState.RUNNING]
+        left = None if spec.deadline is None else spec.deadline - time.time()
+        if todo <= 0 or (left is not None and left <= 0):
+            return
+        study.optimize(objective, n_trials=todo, timeout=left, catch=(TrainingError,), callbacks=[cap],
+                       gc_after_trial=True)
+        c = counts(study)
+        if c[TrialState.COMPLETE] + c[TrialState.PRUNED] == finished:
+            return  # every trial of this pass failed: stop rather than fail forever
+
+
+def _worker_main(spec: TuneSpec, worker: int) -> None:
+    """Entry point of a spawned worker: one-line errors, quiet Ctrl-C (the trial is already FAIL)."""
+    try:
+        run_worker(spec, worker)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except HarnessError as exc:
+        print(f"harness: error: worker {worker}: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+
+
+def _stop(procs: list[mp.process.BaseProcess]) -> None:
+    """After Ctrl-C: give the workers time to mark their trials FAIL, then make sure they end."""
+    for sig, wait in ((None, 3.0), (signal.SIGINT, 30.0), (signal.SIGTERM, 10.0)):
+        alive = [p for p in procs if p.is_alive()]
+        if not alive:
+            return
+        for p in alive:
+            if sig is not None and p.pid:
+                os.kill(p.pid, sig)
+        deadline = time.time() + wait
+        for p in alive:
+            p.join(max(0.1, deadline - time.time()))
+
+
+def optimize(spec: TuneSpec) -> optuna.Study:
+    """Create or continue the study, fail dead workers' trials, run the trials, return the study."""
+    study = open_study(spec, create=True)
+    failed = fail_dead_trials(study)
+    if failed:
+        print(f"marked trial(s) {', '.join(map(str, failed))} FAIL: their worker process died; queued again")
+    if spec.n_jobs == 1:
+        run_worker(spec)
+        return study
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_worker_main, args=(spec, i), name=f"tune-worker-{i}") for i in range(spec.n_jobs)]
+    try:
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt:
+        _stop(procs)
+        raise
+    bad = [f"worker {i} exit {p.exitcode}" for i, p in enumerate(procs) if p.exitcode]
+    if bad:
+        raise TrainingError(f"tuning worker(s) failed ({', '.join(bad)}); see their messages above")
+    return study
