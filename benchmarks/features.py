@@ -110,7 +110,8 @@ def child_load(spec: dict[str, Any]) -> dict[str, Any]:
     audio_s = spec["rows"] * SECONDS
     return {"rows": spec["rows"], "n_mels": spec["n_mels"], "workers": spec.get("workers"), "shape": list(arr.shape),
             "wall_s": round(wall, 3), "x_realtime": round(audio_s / wall, 1), "clips_per_s": round(spec["rows"] / wall, 1),
-            "peak_rss_parent_mb": round(rss_self, 1), "peak_rss_worker_mb": round(rss_children, 1)}
+            "peak_rss_parent_mb": round(rss_self, 1), "peak_rss_worker_mb": round(rss_children, 1),
+            "load_avg_1min_after": round(os.getloadavg()[0], 2)}
 
 
 def _best(fn: Any, clips: list[Any], repeats: int = 3) -> float:
@@ -210,12 +211,14 @@ def markdown(rec: dict[str, Any]) -> str:
              f"{m['cpu']}, {m['cores']} cores (default workers: {m['default_workers']}), {m['platform']}; "
              f"Python {m['python']}, torch {m['torch']}, torchaudio {m['torchaudio']}, numpy {m['numpy']}.", "",
              f"Settings: {rec['settings']}.", "",
+             f"1-minute load average when the benchmark started: {rec['load_avg_1min_start']} (other work on the "
+             "machine slows every figure below).", "",
              "## Speed (cold feature cache, default workers)", "",
              f"Target: >= {TARGET_X_REALTIME:,.0f}x real-time on 2 cores.", ""]
     rows = [[r["n_mels"], r["rows"], r["workers"] or m["default_workers"], r["wall_s"], r["clips_per_s"],
-             f"{r['x_realtime']:,.0f}x", "pass" if r["x_realtime"] >= TARGET_X_REALTIME else "FAIL"]
-            for r in rec["speed"]]
-    lines += [tabulate(rows, ["mels", "clips", "workers", "wall s", "clips/s", "x real-time", "target"],
+             f"{r['x_realtime']:,.0f}x", "pass" if r["x_realtime"] >= TARGET_X_REALTIME else "FAIL",
+             r["load_avg_1min_after"]] for r in rec["speed"]]
+    lines += [tabulate(rows, ["mels", "clips", "workers", "wall s", "clips/s", "x real-time", "target", "load avg"],
                        tablefmt="github"), ""]
     lines += ["## Peak memory (200 mels) against dataset size", ""]
     rows = [[r["rows"], r["wall_s"], r["peak_rss_parent_mb"], r["peak_rss_worker_mb"]] for r in rec["memory"]]
@@ -265,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                                        "defaults (40 ms Hamming, 20 ms hop, n_fft 2048, 0-24 kHz, log(mel + 1e-8), "
                                        "float16 storage) with 40 and 200 mels; output (rows, 2, n_mels, 500)",
                            "target_x_realtime": TARGET_X_REALTIME, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    rec["load_avg_1min_start"] = round(os.getloadavg()[0], 2)
     with tempfile.TemporaryDirectory(prefix="harness-bench-features-") as tmp:
         root = Path(tmp) / "data"
         t0 = time.perf_counter()

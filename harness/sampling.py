@@ -30,6 +30,8 @@ class PairedBatchSampler(Sampler[list[int]]):
     ``cross_domain=True``: pair partners share the scene and differ in domain (city or
     device); ``False``: they share the scene only. ``scene_names`` / ``domain_names`` only
     make error messages readable (labels default to :data:`harness.data.tau.SCENES`).
+    ``drop_last`` drops the final short batch of the shuffled pairs; in the rare extra
+    batches made when one scene dominates (see ``_fix_single_scene``) a batch may be short.
     """
 
     def __init__(self, labels: Sequence[int] | np.ndarray, domains: Sequence | np.ndarray, batch_size: int,
@@ -119,33 +121,41 @@ class PairedBatchSampler(Sampler[list[int]]):
         return i, self._partner(i, rng)
 
     def _fix_single_scene(self, batches: list[list[Pair]], rng: np.random.Generator) -> None:
-        """Give every batch a second scene: swap a pair with another batch, else add or replace one."""
+        """Give every batch a second scene: swap a pair with another batch, else add a fresh pair.
+
+        A full batch gives up one of its pairs for the fresh one; given-up pairs are packed
+        into extra batches at the end, so no clip is skipped even when one scene dominates.
+        """
         scene = lambda p: self.labels[p[0]]  # noqa: E731
         half = self.batch_size // 2
-        for bi, batch in enumerate(batches):
+        displaced: list[Pair] = []
+        bi = 0
+        while bi < len(batches) or displaced:
+            if bi == len(batches):
+                batches.append(displaced[:half])
+                displaced = displaced[half:]
+            batch = batches[bi]
+            bi += 1
             s = scene(batch[0])
-            if any(scene(p) != s for p in batch):
+            if any(scene(p) != s for p in batch) or (len(batch) >= 2 and self._swap_in(batch, batches, s, rng)):
                 continue
-            swapped = False
-            if len(batch) >= 2:
-                for oi in rng.permutation(len(batches)):
-                    other = batches[oi]
-                    if oi == bi:
-                        continue
-                    for j, p in enumerate(other):
-                        rest = {scene(q) for k, q in enumerate(other) if k != j} | {s}
-                        if scene(p) != s and len(rest) >= 2:
-                            other[j], batch[0] = batch[0], p
-                            swapped = True
-                            break
-                    if swapped:
-                        break
-            if not swapped:
-                fresh = self._fresh_pair(s, rng)
-                if len(batch) < half:
-                    batch.append(fresh)
-                else:
-                    batch[-1] = fresh
+            if len(batch) == half:
+                displaced.append(batch.pop())
+            batch.append(self._fresh_pair(s, rng))
+
+    def _swap_in(self, batch: list[Pair], batches: list[list[Pair]], s, rng: np.random.Generator) -> bool:
+        """Swap ``batch[0]`` (scene ``s``) with another batch's pair of another scene, keeping that batch mixed."""
+        scene = lambda p: self.labels[p[0]]  # noqa: E731
+        for oi in rng.permutation(len(batches)):
+            other = batches[oi]
+            if other is batch:
+                continue
+            for j, p in enumerate(other):
+                rest = {scene(q) for k, q in enumerate(other) if k != j} | {s}
+                if scene(p) != s and len(rest) >= 2:
+                    other[j], batch[0] = batch[0], p
+                    return True
+        return False
 
     def _plan(self, epoch: int) -> list[list[int]]:
         if self._cache is not None and self._cache[0] == epoch:

@@ -196,3 +196,15 @@ def test_timm_unknown_model_suggests_close_names() -> None:
     with pytest.raises(ConfigError, match="resnet18") as err:
         create_architecture("timm/resnet1", n_mels=40, n_frames=64)
     assert "\n" not in str(err.value)
+
+
+# -- complexity ----------------------------------------------------------------------------
+@pytest.mark.parametrize("arch,expected_macs", [("dcase-baseline", 148e6), ("fcnn", 145e6)])
+def test_macs_per_clip_match_the_reference(arch: str, expected_macs: float) -> None:
+    from harness.complexity import TABLE2_CONFIGS, measure
+
+    c = measure(arch, 40)
+    assert c.params == dict(((a, m), n) for a, m, n in TABLE2)[(arch, 40)]
+    assert c.macs == pytest.approx(expected_macs, rel=0.01)
+    assert c.macs_conv_linear < c.macs
+    assert [(a, m) for a, m, _ in TABLE2] == TABLE2_CONFIGS

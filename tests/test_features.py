@@ -47,11 +47,11 @@ def count_calls(monkeypatch: pytest.MonkeyPatch, fail_after: int | None = None) 
     calls = [0]
     original = LogMelExtractor.__call__
 
-    def wrapped(self: LogMelExtractor, audio: np.ndarray) -> np.ndarray:
+    def wrapped(self: LogMelExtractor, audio: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if fail_after is not None and calls[0] >= fail_after:
             raise RuntimeError("simulated crash half-way through extraction")
         calls[0] += 1
-        return original(self, audio)
+        return original(self, audio, out=out)
 
     monkeypatch.setattr(LogMelExtractor, "__call__", wrapped)
     return calls
@@ -190,6 +190,25 @@ def test_killed_extraction_leftovers_are_never_used(tiny: Path, cache_root: Path
     (final / fcache.MANIFEST_FILE).write_text(json.dumps(manifest))
     load_features_quiet(ds, cfg, workers=1)
     assert calls[0] == 2 * len(ds.meta)
+
+
+def test_publish_keeps_a_complete_cache_another_process_wrote_first(tiny: Path, cache_root: Path) -> None:
+    """The race of two extractions: the second rename finds the first cache and drops its own."""
+    ds = load_dataset(tiny)
+    cfg = FeatureConfig()
+    good = np.array(load_features_quiet(ds, cfg, workers=1))
+    final = fcache.feature_path(ds, cfg)
+    expected = fcache._expected(ds, cfg)
+    (final / "first").touch()
+    late = fcache._extract_to_temp(ds, cfg, expected, final, False, 1)
+    fcache._publish(late, final, expected)
+    assert (final / "first").exists() and not late.exists()
+    (final / fcache.MANIFEST_FILE).unlink()  # the one there is incomplete: replaced
+    late = fcache._extract_to_temp(ds, cfg, expected, final, False, 1)
+    fcache._publish(late, final, expected)
+    assert not (final / "first").exists() and not late.exists()
+    np.testing.assert_array_equal(load_features_quiet(ds, cfg), good)
+    assert [p.name for p in cache_root.iterdir()] == [final.name]
 
 
 @pytest.mark.parametrize("damage", ["truncate", "filenames", "shape"])

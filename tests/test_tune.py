@@ -46,7 +46,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def tune_args(env: dict[str, str], results: Path, *extra: str) -> list[str]:
     return ["tune", "--data", env["HARNESS_TEST_DATA"], "--results", str(results), "--study", STUDY,
             "--epochs", "2", "--score-last", "1", "--batch-size", "16", "--device", "cpu", "--no-progress",
-            "--n-jobs", "1", *extra]
+            "--n-jobs", "1", "--arch-opt", "channels=[8,8]", *extra]
 
 
 def cli(env: dict[str, str], results: Path, *extra: str, capsys=None) -> str:

@@ -40,7 +40,8 @@ def test_two_workers_share_a_postgres_study(data, tmp_path: Path) -> None:
     storage = open_storage(URL, tmp_path)
     assert storage.get_heartbeat_interval() == 60  # dead workers' trials are failed and retried
     args = ["tune", "--data", str(root), "--study", name, "--storage", URL, "--trials", "4", "--epochs", "2",
-            "--score-last", "1", "--batch-size", "16", "--device", "cpu", "--no-progress", "--n-jobs", "1"]
+            "--score-last", "1", "--batch-size", "16", "--device", "cpu", "--no-progress", "--n-jobs", "1",
+            "--arch-opt", "channels=[8,8]"]
     # Each worker has its own results folder, as on separate machines.
     procs = [subprocess.Popen([sys.executable, "-m", "harness.cli", *args, "--results", str(tmp_path / f"r{i}")],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]

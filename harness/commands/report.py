@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.commands.table import add_selection_options
+from harness.commands.table import add_selection_options, positive_int
 from harness.paths import results_dir
 
 
@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", help="output folder (default: <results>/report)")
     p.add_argument("--table2", action=argparse.BooleanOptionalAction, default=True,
                    help="include Table 2 (parameters and MACs, measured by building each network) (default: on)")
-    p.add_argument("--max-points", type=int, default=1500,
+    p.add_argument("--max-points", type=positive_int, default=1500,
                    help="clips per run used for silhouettes and projections (distances grow as its square) (default: 1500)")
-    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples for the confidence intervals (default: 2000)")
+    p.add_argument("--resamples", type=positive_int, default=2000, help="bootstrap resamples for the confidence intervals (default: 2000)")
     p.set_defaults(func=cmd_report)

@@ -5,20 +5,33 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harness.errors import ConfigError
 from harness.paths import results_dir
 from harness.report.tables import DEFAULT_MELS, DEFAULT_SEEDS, FORMATS
 
 
-def int_list(text: str) -> tuple[int, ...]:
-    """``"40,200"`` → ``(40, 200)``; argparse turns the ConfigError into a usage message."""
+def int_list(text: str, minimum: int = 0) -> tuple[int, ...]:
+    """``"40,200"`` → ``(40, 200)``; a bad value becomes argparse's usage message."""
     try:
         values = tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected comma-separated non-negative integers, got {text!r}")
+        values = ()
+    if not values or any(v < minimum for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= {minimum}, got {text!r}")
     return values
+
+
+def mels_list(text: str) -> tuple[int, ...]:
+    return int_list(text, minimum=1)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def add_selection_options(p: argparse.ArgumentParser) -> None:
@@ -26,7 +39,7 @@ def add_selection_options(p: argparse.ArgumentParser) -> None:
     from harness.runner.config import PRESETS
 
     p.add_argument("--results", help="results folder (default: $HARNESS_RESULTS or ./results)")
-    p.add_argument("--mels", type=int_list, default=DEFAULT_MELS, metavar="N,N",
+    p.add_argument("--mels", type=mels_list, default=DEFAULT_MELS, metavar="N,N",
                    help="log-mel sizes to show, comma-separated (default: 40,200 as the paper)")
     p.add_argument("--seeds", type=int_list, default=DEFAULT_SEEDS, metavar="S,S",
                    help="seeds a complete cell needs; missing ones are listed with their command (default: 0,1 = the paper's 2 runs)")
@@ -90,8 +103,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_selection_options(p)
     p.add_argument("--no-extra", action="store_true",
                    help="leave out the harness's extra rows (DCASE baseline, FCNN-triplet-random)")
-    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples for the confidence intervals (default: 2000)")
-    p.add_argument("--frames", type=int, default=500, help="input frames for Table 2's MACs (default: 500 = 10 s at 20 ms hop)")
+    p.add_argument("--resamples", type=positive_int, default=2000, help="bootstrap resamples for the confidence intervals (default: 2000)")
+    p.add_argument("--frames", type=positive_int, default=500, help="input frames for Table 2's MACs (default: 500 = 10 s at 20 ms hop)")
     p.add_argument("--reindex", action="store_true", help="first rebuild index.csv from the runs' summary.json files")
     p.set_defaults(func=cmd_table)
-    _ = ConfigError  # errors are raised by the builders, never printed here

@@ -33,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from harness.data.audio import read_wav
-from harness.errors import HarnessError
+from harness.errors import DataError, HarnessError
 from harness.features.logmel import FeatureConfig, LogMelExtractor
 from harness.paths import cache_dir
 
@@ -177,7 +177,11 @@ def _discard(path: Path) -> None:
 
 
 def _publish(tmp: Path, final: Path, expected: dict[str, Any]) -> None:
-    """Rename the finished ``tmp`` to ``final``; a valid cache another process put there wins."""
+    """Rename the finished ``tmp`` to ``final``.
+
+    A complete cache another process put there first wins (ours is dropped); an incomplete or
+    mismatching one is moved away and replaced.
+    """
     for _ in range(3):
         try:
             os.rename(tmp, final)
@@ -190,6 +194,7 @@ def _publish(tmp: Path, final: Path, expected: dict[str, Any]) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
             return
         _discard(final)
+    shutil.rmtree(tmp, ignore_errors=True)
     raise HarnessError("could not move the finished feature cache into place", final)
 
 
@@ -237,7 +242,7 @@ class _RowWriter:
         rows = np.empty((len(paths), self.channels, self.cfg.n_mels, extractor.n_frames(self.clip_samples)), self.cfg.dtype)
         for i, path in enumerate(paths):
             audio = read_wav(path, self.sample_rate, self.channels, self.clip_samples)
-            rows[i] = extractor(audio)
+            extractor(audio, out=rows[i])
         with open(self.data_path, "r+b") as f:
             f.seek(self.data_offset + start * self.row_bytes)
             f.write(memoryview(rows).cast("B"))
@@ -342,10 +347,10 @@ def _extract_to_temp(
 ) -> Path:
     """A finished temporary directory beside ``final``; removed again if anything fails."""
     LogMelExtractor(cfg, ds.sample_rate)  # configuration errors before any work
+    if len(ds.meta) == 0:
+        raise DataError("the dataset lists no clips, so there are no features to compute", ds.root)
     final.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(final.parent, final.name)
-    if final.exists():
-        _discard(final)  # present but not complete or not matching: recompute
     tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:

@@ -114,7 +114,8 @@ class LogMelExtractor:
     def n_frames(self, samples: int) -> int:
         return self.cfg.n_frames(self.sample_rate, samples)
 
-    def __call__(self, audio: np.ndarray | torch.Tensor) -> np.ndarray:
+    def __call__(self, audio: np.ndarray | torch.Tensor, out: np.ndarray | None = None) -> np.ndarray:
+        """Features of one clip; written into ``out`` (any float dtype, converted by torch) if given."""
         x = torch.as_tensor(audio, dtype=torch.float32)
         if x.ndim == 1:
             x = x[None]
@@ -122,11 +123,15 @@ class LogMelExtractor:
         n_frames = self.n_frames(samples)
         if n_frames < 1 or samples <= self.n_fft // 2:
             raise ConfigError(f"a {samples}-sample clip is too short for a {self.n_fft}-point centred STFT")
-        out = torch.empty(channels, self.cfg.n_mels, n_frames)
+        mel = torch.empty(channels, self.cfg.n_mels, n_frames)
         for t0 in range(0, n_frames, self.block_frames):
             t1 = min(n_frames, t0 + self.block_frames)
-            out[:, :, t0:t1] = self._block(x, t0, t1)
-        return out.add_(self.cfg.log_eps).log_().numpy()
+            mel[:, :, t0:t1] = self._block(x, t0, t1)
+        mel.add_(self.cfg.log_eps).log_()
+        if out is None:
+            return mel.numpy()
+        torch.from_numpy(out).copy_(mel)  # torch converts to float16 ~30x faster than numpy
+        return out
 
     def _block(self, x: torch.Tensor, t0: int, t1: int) -> torch.Tensor:
         """Mel magnitudes ``(channels, n_mels, t1 - t0)`` of frames ``t0 .. t1 - 1``."""
@@ -140,7 +145,7 @@ class LogMelExtractor:
         frames = seg.unfold(-1, self.win, self.hop) * self.window  # (channels, F, win)
         spec = torch.view_as_real(torch.fft.rfft(frames, n=self.n_fft))  # (channels, F, bins, 2)
         re, im = spec[..., 0], spec[..., 1]
-        mag = (re * re).add_(im * im).sqrt_()  # |X|: power=1 like the baseline
+        mag = torch.addcmul(re * re, im, im).sqrt_()  # |X|: power=1 like the baseline
         n = t1 - t0
         mel = self._fb_csr @ mag.reshape(channels * n, -1).T.contiguous()  # (n_mels, channels * F)
         return mel.reshape(-1, channels, n).transpose(0, 1)

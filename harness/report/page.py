@@ -107,7 +107,7 @@ class _Figures:
         results = self.opts.results
         city_acc: dict[str, dict[str, float]] = {}
         curves: dict[str, list[pd.DataFrame]] = {}
-        projections: dict[str, tuple[int, dict[str, np.ndarray]]] = {}
+        projections: dict[str, tuple[int, dict[str, np.ndarray], fg.Invariance]] = {}
         unseen: set[str] = set(filter(None, table.selection.unseen_domains.split(",")))
         classes: list[str] = []
         for v in table.variants:
@@ -129,11 +129,10 @@ class _Figures:
                 cm = c if cm is None else cm + c
                 per_city.append(fg.city_accuracy(p))
                 unseen |= set(p["domains"][p["unseen"].astype(bool)].astype(str))
-                self.invariance.rows.append((v.name, n_mels, int(r.seed),
-                                             fg.invariance(p["embeddings"], p["labels"], p["domains"].astype(str),
-                                                           self.opts.max_points, seed=int(r.seed))))
+                score = fg.invariance(p["embeddings"], p["labels"], p["domains"].astype(str), self.opts.max_points, seed=int(r.seed))
+                self.invariance.rows.append((v.name, n_mels, int(r.seed), score))
                 if v.name in (CE_VARIANT, TRIPLET_VARIANT) and v.name not in projections:
-                    projections[v.name] = (int(r.seed), p)
+                    projections[v.name] = (int(r.seed), p, score)
             if cm is not None:
                 seeds = ",".join(str(int(s)) for s in rows["seed"])
                 self.save("confusion", fg.plot_confusion(cm, classes, f"{v.name}, {n_mels} mels, seeds {seeds} (official evaluate, summed)"),
@@ -150,14 +149,13 @@ class _Figures:
         elif table.runs is not None and len(table.runs):
             self.notes.append(f"no embedding projection at {n_mels} mels: needs stored {CE_VARIANT} and {TRIPLET_VARIANT} runs")
 
-    def _projection(self, projections: dict[str, tuple[int, dict[str, np.ndarray]]], classes: list[str],
+    def _projection(self, projections: dict[str, tuple[int, dict[str, np.ndarray], fg.Invariance]], classes: list[str],
                     unseen: list[str], n_mels: int):
         panels = []
         for name in (CE_VARIANT, TRIPLET_VARIANT):
-            seed, p = projections[name]
-            idx = fg.subsample(len(p["labels"]), self.opts.max_points, seed)
+            seed, p, score = projections[name]
+            idx = fg.subsample(len(p["labels"]), self.opts.max_points, seed)  # the clips the score used
             emb, scenes, cities = p["embeddings"][idx].astype(np.float32), p["labels"][idx], p["domains"][idx].astype(str)
-            score = fg.invariance(emb, scenes, cities, self.opts.max_points, seed)
             panels.append(fg.Panel(f"{name} (seed {seed}): silhouette scene {score.silhouette_scene:+.2f}, "
                                    f"city {score.silhouette_city:+.2f}", fg.pca2(emb), scenes, cities))
         return fg.plot_projection(panels, classes, unseen, f"Evaluate-set embeddings, PCA, {n_mels} mels "

@@ -113,7 +113,7 @@ def _pick(df: pd.DataFrame, column: str, wanted: str | None, what: str, notes: l
     if values.empty:
         return df, None
     chosen = str(values.index[0])
-    others = [f"{v} ({n} run{'s' * (n != 1)})" for v, n in values.items() if v != chosen]
+    others = [f"{v} ({n} run{'' if n == 1 else 's'})" for v, n in values.items() if v != chosen]
     if others:
         notes.append(f"the index also holds {what} {', '.join(others)}; chose {chosen} ({values.iloc[0]} runs) — pick with --{what}")
     return df[df[column] == chosen], chosen
@@ -172,9 +172,9 @@ def select_runs(index: pd.DataFrame, *, dataset: str | None = None, preset: str 
     runs, protocol = _pick(runs, "unseen_protocol", unseen, "unseen", notes)
     sel = Selection(split=split, notes=notes)
     if len(runs):
-        first = runs.sort_values("created").iloc[-1]
-        sel.dataset, sel.dataset_kind = str(first["dataset"]) or None, str(first["dataset_kind"]) or None
-        sel.dataset_identity, sel.unseen_domains = identity, str(first["unseen_domains"])
+        latest = runs.sort_values("created").iloc[-1]
+        sel.dataset, sel.dataset_kind = str(latest["dataset"]) or None, str(latest["dataset_kind"]) or None
+        sel.dataset_identity, sel.unseen_domains = identity, str(latest["unseen_domains"])
     elif dataset is not None and dataset != "synthetic":
         seen = df[_match_dataset(df, dataset)]
         if len(seen):
@@ -523,7 +523,7 @@ def _latex(t: Renderable) -> str:
     rows = [[latex_escape(c) for c in row] for row in t.display_rows()]
     body = tabulate(rows, headers=[latex_escape(h) for h in t.headers()], tablefmt="latex_raw", disable_numparse=True)
     lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_escape(t.title)}}}", r"\small",
-             rf"\resizebox{{\textwidth}}{{!}}{{%", body, "}", r"\end{table}"]
+             rf"\resizebox{{\textwidth}}{{!}}{{", body, "}", r"\end{table}"]
     lines += [f"% {n}" for n in t.notes()] + [f"% missing: {c}" for c in t.commands()]
     return "\n".join(lines)
 
