@@ -62,14 +62,29 @@ def test_triplet_city_equals_hand_computation() -> None:
     target, domain = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 0, 1])
     # anchors 0,1: d_ap = 4, d_an = 1 → 4 - 1 + 0.2 = 3.2; anchors 2,3: d_ap = 0, d_an = 1 → 0.
     expected_triplet = (3.2 + 3.2 + 0 + 0) / 4
-    loss = create_loss("triplet-city")
+    loss = create_loss("triplet-city", normalize=False)
     assert (loss.alpha, loss.gamma, loss.pairing, loss.supports_mixup) == (0.2, 10.0, "cross-domain", False)
     terms = loss(_out(logits, emb), target, domain)
     assert terms["triplet"].item() == pytest.approx(expected_triplet)
     assert terms["ce"].item() == pytest.approx(F.cross_entropy(logits, target).item())
     assert terms["loss"].item() == pytest.approx(terms["ce"].item() + 10 * expected_triplet)
-    custom = create_loss("triplet-city", alpha=1.0, gamma=2.0)(_out(logits, emb), target, domain)
+    custom = create_loss("triplet-city", alpha=1.0, gamma=2.0, normalize=False)(_out(logits, emb), target, domain)
     assert custom["triplet"].item() == pytest.approx((4.0 + 4.0 + 0 + 0) / 4)  # 4-1+1 = 4; 0-1+1 = 0
+
+
+def test_triplet_normalised_by_default_equals_hand_computation() -> None:
+    # Unit vectors: anchors 0,1 (scene 0): d_ap = |(1,0)-(-1,0)|² = 4, d_an = |(1,0)-(0,1)|² = 2
+    # → 4 - 2 + 0.2 = 2.2; anchors 2,3 (scene 1): d_ap = 0, d_an = 2 → 0.
+    emb = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    logits = torch.zeros(4, 10)
+    target, domain = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 0, 1])
+    loss = create_loss("triplet-city")
+    assert loss.normalize
+    assert loss(_out(logits, emb), target, domain)["triplet"].item() == pytest.approx(1.1)
+    # Normalised: the scale of the embedding does not matter; raw: it does.
+    assert loss(_out(logits, 7 * emb), target, domain)["triplet"].item() == pytest.approx(1.1)
+    raw = create_loss("triplet-city", normalize=False)(_out(logits, 7 * emb), target, domain)["triplet"].item()
+    assert raw == pytest.approx((49 * 4 - 49 * 2 + 0.2) / 2)
 
 
 def _check_selection(name: str, cross: bool) -> None:

@@ -13,13 +13,13 @@ from harness.paths import results_dir
 from harness.runner.config import AUGMENTATIONS, PRESETS, RunConfig
 
 
-def parse_options(pairs: list[str] | None) -> dict[str, Any]:
-    """``--arch-opt k=v`` pairs; values are read as JSON where they parse (numbers, lists)."""
+def parse_options(pairs: list[str] | None, flag: str = "--arch-opt") -> dict[str, Any]:
+    """``--arch-opt k=v`` pairs; values are read as JSON where they parse (numbers, lists, true)."""
     out: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ConfigError(f"--arch-opt expects KEY=VALUE, got {pair!r}")
+            raise ConfigError(f"{flag} expects KEY=VALUE, got {pair!r}")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -33,6 +33,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--arch", default="fcnn", help="architecture name (see `harness list`), e.g. fcnn, subspectralnet, dcase-baseline, timm/resnet18 (default: fcnn)")
     g.add_argument("--arch-opt", action="append", metavar="KEY=VALUE", help="architecture option, repeatable (see `harness list`)")
     g.add_argument("--loss", default="ce", help="loss name: ce, triplet-city, triplet-random, triplet-device (default: ce)")
+    g.add_argument("--loss-opt", action="append", metavar="KEY=VALUE", help="loss option, repeatable, e.g. normalize=false, band_weight=0.5 (see `harness list`)")
     g.add_argument("--aug", default="none", help=f"augmentation: {' | '.join(AUGMENTATIONS)} (default: none)")
     g.add_argument("--mels", type=int, default=40, help="log-mel bands: 40 or 200 in the paper (default: 40)")
     g.add_argument("--alpha", type=float, help="triplet margin α (default 0.2, triplet losses only)")
@@ -61,6 +62,7 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> RunConfig:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=getattr(args, "seed", 0) or 0,
         data=args.data, split=args.split, unseen=args.unseen, device=args.device, preset=args.preset,
         score_last=args.score_last, mixup_alpha=args.mixup_alpha, arch_options=parse_options(args.arch_opt),
+        loss_options=parse_options(args.loss_opt, "--loss-opt"),
         **extra,
     )
 

@@ -54,6 +54,7 @@ class RunConfig:
     val_fraction: float = 0.2
     hold_out_domain: str | None = None
     arch_options: dict[str, Any] = field(default_factory=dict)
+    loss_options: dict[str, Any] = field(default_factory=dict)
     #: Filled in by the runner: the dataset's identity hash (the audio, not its path).
     dataset_identity: str = ""
 

@@ -132,7 +132,7 @@ class Trainer:
         self.model: nn.Module = create_architecture(
             cfg.arch, n_mels=cfg.n_mels, n_frames=self.n_frames, in_channels=self.x_train.shape[1],
             n_classes=len(SCENES), **cfg.arch_options).to(self.device)
-        self.loss_fn = create_loss(cfg.loss, alpha=cfg.alpha, gamma=cfg.gamma)
+        self.loss_fn = create_loss(cfg.loss, alpha=cfg.alpha, gamma=cfg.gamma, **cfg.loss_options)
         if "mixup" in cfg.augmentations and not getattr(self.loss_fn, "supports_mixup", True):
             raise ConfigError(
                 f"--aug {cfg.aug} cannot be combined with --loss {cfg.loss}: mixup makes labels "
@@ -146,7 +146,8 @@ class Trainer:
         pairing = getattr(self.loss_fn, "pairing", None)
         self.sampler = (
             PairedBatchSampler(self.labels[self.train_rows], self.domain_codes[self.train_rows], cfg.batch_size,
-                               cross_domain=pairing == "cross-domain", seed=cfg.seed)
+                               cross_domain=pairing == "cross-domain", seed=cfg.seed,
+                               scene_names=list(SCENES), domain_names=list(self.domain_vocab))
             if pairing else None)
 
     def batches(self, epoch: int) -> list[np.ndarray]:

@@ -98,6 +98,8 @@ def _open_rdb(url: str, heartbeat_interval: int, grace_period: int) -> RDBStorag
                               f"(pip install 'harness[postgres]' for PostgreSQL)") from exc
         except Exception as exc:  # sqlalchemy errors: bad URL, server down, table race
             last = exc
+            if type(exc).__name__ not in ("OperationalError", "IntegrityError", "ProgrammingError"):
+                break  # a malformed URL or unknown dialect: retrying cannot help
             time.sleep(0.5 + attempt)
     first = str(last).strip().splitlines()[0] if str(last).strip() else type(last).__name__
     raise ConfigError(f"--storage {redact(url)}: cannot open the database ({first})") from last

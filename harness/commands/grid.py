@@ -1,0 +1,79 @@
+"""``harness grid``: run every Table 1 configuration that is not stored yet."""
+
+from __future__ import annotations
+
+import argparse
+
+from tabulate import tabulate
+
+from harness.errors import ConfigError
+from harness.paths import results_dir
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from exc
+
+
+def cmd_grid(args: argparse.Namespace) -> int:
+    from harness.data.source import open_dataset
+    from harness.grid import grid_points, pending, run_distributed, run_local, select_variants
+    from harness.results.store import ResultsStore
+    from harness.runner.config import RunConfig
+
+    if args.table != 1:
+        raise ConfigError("--table 2 needs no training: run `harness table --table 2`")
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
+    ds = open_dataset(args.data, progress=not args.no_progress)
+    base = RunConfig(data=args.data, preset=args.preset, epochs=args.epochs, batch_size=args.batch_size,
+                     lr=args.lr, device=args.device, unseen=args.unseen)
+    variants = select_variants(args.variants.split(",") if args.variants else None, extra=not args.no_extra)
+    points = grid_points(base, variants, args.mels, list(range(args.seeds)), ds.identity)
+    store = ResultsStore(results_dir(args.results))
+    todo = pending(points, store)
+    print(f"grid: {len(points)} runs ({len(variants)} variants × {len(args.mels)} mel settings × {args.seeds} seeds), "
+          f"{len(points) - len(todo)} already stored, {len(todo)} to run")
+    if args.dry_run:
+        rows = [[p.variant.name, p.cfg.n_mels, p.cfg.seed, p.run_id] for p in todo]
+        print(tabulate(rows, headers=["variant", "mels", "seed", "run id"], tablefmt="simple"))
+        return 0
+    if args.storage:
+        n = run_distributed(points, store.root, args.storage, progress=not args.no_progress)
+        print(f"grid study has {n} trials; this worker found no more grid points")
+        return 0
+    summaries = run_local(todo, store.root, jobs=args.jobs, progress=not args.no_progress)
+    failed = [s for s in summaries if s.get("status") != "complete"]
+    for s in failed:
+        print(f"failed: {s['run_id']}: {s.get('error', '')}")
+    print("next: harness table" + (f" --results {args.results}" if args.results else ""))
+    return 1 if failed else 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "grid", help="run every Table 1 configuration not stored yet",
+        description="Train every configuration of the paper's Table 1 (SubSpectralNet, FCNN, FCNN-mixup, FCNN-spec, "
+                    "FCNN-mixup-spec, FCNN-triplet, FCNN-triplet-spec, plus the DCASE baseline and FCNN-triplet-random) "
+                    "for each mel setting and seed. Completed runs are skipped, killed runs resume. Several runs share "
+                    "the machine with --jobs; several machines share the grid with --storage.")
+    p.add_argument("--table", type=int, default=1, choices=[1, 2], help="which table to produce runs for (default: 1)")
+    p.add_argument("--mels", type=_ints, default=[40, 200], help="comma-separated mel settings (default: 40,200)")
+    p.add_argument("--seeds", type=int, default=2, help="seeds per configuration, 0..N-1 (default: 2, as the paper)")
+    p.add_argument("--variants", help="comma-separated variant names to run (default: all rows)")
+    p.add_argument("--no-extra", action="store_true", help="only the paper's rows (skip DCASE baseline and FCNN-triplet-random)")
+    p.add_argument("--preset", default="quick", choices=["paper", "quick"], help="training preset (default: quick)")
+    p.add_argument("--epochs", type=int, help="override the preset's epochs")
+    p.add_argument("--batch-size", type=int, help="override the preset's batch size")
+    p.add_argument("--lr", type=float, help="override the preset's learning rate")
+    p.add_argument("--unseen", default="official", choices=["official", "all"], help="unseen-city protocol (see harness run --help)")
+    p.add_argument("--data", default="synthetic", help="TAU folder or 'synthetic' (default)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N; auto spreads jobs over all GPUs")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once on this machine (default: 1)")
+    p.add_argument("--storage", help="Optuna RDB URL (e.g. postgresql://user@host/db) shared by workers on several machines")
+    p.add_argument("--results", help="results folder (default: $HARNESS_RESULTS or ./results); shared by all workers")
+    p.add_argument("--dry-run", action="store_true", help="list the runs that would be trained, train nothing")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_grid)

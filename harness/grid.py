@@ -1,0 +1,141 @@
+"""``harness grid``: train every Table 1 configuration that is not stored yet.
+
+Locally, runs go to a pool of worker processes (``--jobs``; several small runs share one GPU,
+or one per GPU when there are several), each with its share of the CPU threads. Across
+machines, the queue is an Optuna study with a ``GridSampler`` over the run ids in a shared
+RDB storage (``--storage postgresql://…``): every worker asks the study for the next grid
+point nobody has taken, and heartbeats hand a dead worker's run to another. Runs are
+idempotent (the run id is a hash of the configuration) and resume from their last epoch, so
+a point that two workers happen to take, or that a killed worker left, costs nothing extra.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, replace
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from harness.errors import HarnessError
+from harness.report.variants import VARIANTS, Variant
+from harness.results.store import ResultsStore
+from harness.runner.config import RunConfig
+
+
+@dataclass
+class GridPoint:
+    variant: Variant
+    cfg: RunConfig  # resolved, with the dataset identity filled in
+
+    @property
+    def run_id(self) -> str:
+        return self.cfg.run_id()
+
+    def label(self) -> str:
+        return f"{self.variant.name} · {self.cfg.n_mels} mels · seed {self.cfg.seed}"
+
+
+def grid_points(base: RunConfig, variants: list[Variant], mels: list[int], seeds: list[int],
+                dataset_identity: str) -> list[GridPoint]:
+    """Every (variant, mels, seed) as a resolved run configuration, in a stable order."""
+    points = []
+    for n_mels in mels:
+        for variant in variants:
+            for seed in seeds:
+                cfg = replace(base, arch=variant.arch, loss=variant.loss, aug=variant.aug, n_mels=n_mels,
+                              seed=seed, dataset_identity=dataset_identity).resolved()
+                points.append(GridPoint(variant, cfg))
+    return points
+
+
+def pending(points: list[GridPoint], store: ResultsStore) -> list[GridPoint]:
+    """The points without a completed run in the store."""
+    return [p for p in points if (store.summary(p.run_id) or {}).get("status") != "complete"]
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _run_one(cfg: RunConfig, results: str) -> dict[str, Any]:
+    from harness.runner.train import run
+
+    try:
+        return run(cfg, results, progress=False)
+    except HarnessError as exc:
+        return {"run_id": cfg.run_id(), "status": "failed", "error": str(exc)}
+
+
+def devices_for(jobs: int, device: str) -> list[str]:
+    """One device string per job slot: spread over the GPUs when there are several."""
+    if device == "auto" and torch.cuda.is_available() and torch.cuda.device_count() > 1:
+        return [f"cuda:{i % torch.cuda.device_count()}" for i in range(jobs)]
+    return [device] * jobs
+
+
+def run_local(points: list[GridPoint], results: str | Path, *, jobs: int = 1, progress: bool = True) -> list[dict[str, Any]]:
+    """Run the points in ``jobs`` worker processes; failures are reported, not fatal."""
+    if not points:
+        return []
+    jobs = max(1, min(jobs, len(points)))
+    slots = devices_for(jobs, points[0].cfg.device)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    out = []
+    bar = tqdm(total=len(points), desc="grid", unit="run", disable=not progress, dynamic_ncols=True)
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(threads,)) as pool:
+        futures = {pool.submit(_run_one, replace(p.cfg, device=slots[i % jobs]), str(results)): p
+                   for i, p in enumerate(points)}
+        for fut in as_completed(futures):
+            point, summary = futures[fut], fut.result()
+            out.append(summary)
+            state = summary.get("status")
+            acc = summary.get("acc_last10")
+            note = f"{100 * acc:.2f}%" if state == "complete" and acc is not None else summary.get("error", state)
+            bar.write(f"{point.label()}: {note}")
+            bar.update(1)
+    bar.close()
+    return out
+
+
+def grid_study_name(points: list[GridPoint]) -> str:
+    digest = hashlib.sha256("\n".join(sorted(p.run_id for p in points)).encode()).hexdigest()[:10]
+    return f"grid-{digest}"
+
+
+def run_distributed(points: list[GridPoint], results: str | Path, storage_url: str, *, progress: bool = True) -> int:
+    """Work through the grid as one worker of an Optuna study shared by any number of machines."""
+    import optuna
+
+    from harness.tuning.storage import open_storage
+
+    by_id = {p.run_id: p for p in points}
+    storage = open_storage(storage_url, Path(results) / "studies")
+    sampler = optuna.samplers.GridSampler({"run_id": sorted(by_id)}, seed=0)
+    study = optuna.create_study(study_name=grid_study_name(points), storage=storage, sampler=sampler,
+                                direction="maximize", load_if_exists=True)
+
+    def objective(trial: optuna.Trial) -> float:
+        point = by_id[trial.suggest_categorical("run_id", sorted(by_id))]
+        trial.set_user_attr("label", point.label())
+        summary = _run_one(point.cfg, str(results))
+        if summary.get("status") != "complete":
+            raise RuntimeError(summary.get("error", "run failed"))
+        return float(summary["acc_last10"])
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study.optimize(objective, catch=(RuntimeError,), show_progress_bar=progress)
+    return len(study.trials)
+
+
+def select_variants(names: list[str] | None, extra: bool) -> list[Variant]:
+    from harness.report.variants import get_variant
+
+    if names:
+        return [get_variant(n) for n in names]
+    return [v for v in VARIANTS if extra or not v.extra]
