@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 from optuna.storages import JournalStorage, RDBStorage
 from optuna.trial import TrialState
@@ -107,6 +108,14 @@ def test_tiny_study_end_to_end(env, tmp_path: Path, capsys) -> None:
         assert (tmp_path / "studies" / STUDY / f"{name}.png").stat().st_size > 1000
     cfg = best_params(STUDY, RunConfig(loss="triplet-city"), tmp_path)
     assert (cfg.alpha, cfg.gamma) == (best.params["alpha"], best.params["gamma"])
+    # `harness run --params-from` trains with them.
+    from harness.cli import main
+
+    assert main(["run", "--params-from", STUDY, "--loss", "triplet-city", "--data", env["HARNESS_TEST_DATA"],
+                 "--results", str(tmp_path), "--epochs", "1", "--batch-size", "16", "--device", "cpu", "--no-progress",
+                 "--arch-opt", "channels=[8,8]"]) == 0
+    row = pd.read_csv(tmp_path / "index.csv").query("epochs == 1").iloc[0]
+    assert (row["alpha"], row["gamma"]) == pytest.approx((best.params["alpha"], best.params["gamma"]))
 
 
 @pytest.mark.slow
@@ -194,13 +203,13 @@ def test_training_error_fails_the_trial_and_the_search_goes_on(env, tmp_path: Pa
 # -- interruption and concurrency ------------------------------------------------------------------
 @pytest.mark.slow
 def test_killed_worker_leaves_a_study_a_rerun_continues(env, tmp_path: Path) -> None:
-    proc = spawn(env, tmp_path, "--trials", "2", "--epochs", "8")
+    proc = spawn(env, tmp_path, "--trials", "2", "--epochs", "4")
     wait_for(lambda: running_with_checkpoint(tmp_path), proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)
     stale = load(tmp_path).get_trials(states=(TrialState.RUNNING,))
     assert len(stale) == 1  # SIGKILL gives Optuna no chance: the trial is left RUNNING
-    rerun = spawn(env, tmp_path, "--trials", "2", "--epochs", "8")
+    rerun = spawn(env, tmp_path, "--trials", "2", "--epochs", "4")
     out, err = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, err[-2000:]
     assert f"marked trial(s) {stale[0].number} FAIL" in out
@@ -217,7 +226,7 @@ def test_killed_worker_leaves_a_study_a_rerun_continues(env, tmp_path: Path) -> 
 @pytest.mark.slow
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_ctrl_c_marks_the_running_trials_failed(env, tmp_path: Path, jobs: str) -> None:
-    proc = spawn(env, tmp_path, "--trials", "3", "--epochs", "8", "--n-jobs", jobs)
+    proc = spawn(env, tmp_path, "--trials", "3", "--epochs", "4", "--n-jobs", jobs)
     wait_for(lambda: running_with_checkpoint(tmp_path), proc)
     proc.send_signal(signal.SIGINT)  # to the command only; it must stop its workers itself
     _, err = proc.communicate(timeout=120)
@@ -319,3 +328,19 @@ def test_dead_workers_trial_is_failed_and_queued_again(tmp_path: Path) -> None:
     assert states == [TrialState.RUNNING, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
     assert study.get_trials()[-1].params == gone.params
     assert fail_dead_trials(study) == []
+
+
+def test_workers_starting_together_draw_different_points() -> None:
+    """Same --sampler-seed in two fresh workers: their first trials differ (else one run id, one lock),
+    while a given trial number always gets the same point."""
+    from harness.tuning.study import TrialSeededTPE
+
+    dist = {"alpha": optuna.distributions.FloatDistribution(0.01, 2, log=True)}
+    study = optuna.create_study(direction="maximize")
+    study.sampler = TrialSeededTPE(0)
+    first = study.ask(dist)
+    study.sampler = TrialSeededTPE(0)  # a second worker, created before any trial finished
+    second = study.ask(dist)
+    assert first.params != second.params
+    again = optuna.create_study(direction="maximize", sampler=TrialSeededTPE(0)).ask(dist)
+    assert again.params == first.params

@@ -53,7 +53,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     d.add_argument("--unseen", default="official", choices=["official", "all"],
                    help="unseen-city clips: official = those in fold1 evaluate (410 Milan on TAU 2019); all = plus the unused ones (1,440, the paper's protocol)")
     d.add_argument("--results", help="results folder (default: $HARNESS_RESULTS or ./results)")
-    d.add_argument("--no-progress", action="store_true", help="no progress bars")
+    d.add_argument("--no-progress", action="store_true", help="no progress bars (a line per epoch is still printed)")
 
 
 def config_from_args(args: argparse.Namespace, **extra: Any) -> RunConfig:
@@ -92,7 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         cfg = best_params(args.params_from, cfg, results_dir(args.results))
     results = results_dir(args.results)
-    summary = run(cfg, results, force=args.force, progress=not args.no_progress)
+    summary = run(cfg, results, force=args.force, progress=not args.no_progress, verbose=True)
     if summary.get("reused"):
         print(f"already complete: {results / summary['run_dir']} (use --force to retrain)")
     print(summary_table(summary))

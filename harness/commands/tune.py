@@ -6,12 +6,13 @@ import argparse
 import os
 
 from harness.commands.run import add_run_options, config_from_args, summary_table
+from harness.errors import TrainingError
 from harness.paths import results_dir
 
 #: Tuning defaults: shorter runs than ``quick`` (12 epochs), scored on their last epochs, so the
 #: default 50-trial search fits in 30 minutes on 2 CPU cores (measured: benchmarks/tune.py).
-TUNE_EPOCHS = 6
-TUNE_SCORE_LAST = 3
+TUNE_EPOCHS = 3
+TUNE_SCORE_LAST = 2
 TUNE_LOSS = "triplet-city"
 
 
@@ -30,11 +31,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from harness.registry import LOSSES
     from harness.tune import SearchSpace, TuneSpec, final_run, optimize, parse_range
     from harness.tuning.objective import tuning_config
-    from harness.tuning.report import render
+    from harness.tuning.report import render, stats
     from harness.tuning.space import LR_RANGE
     from harness.tuning.storage import open_storage, storage_label
     from harness.tuning.study import default_study_name
 
+    quick = args.preset == "quick"
+    if args.epochs is None and quick:
+        args.epochs = TUNE_EPOCHS
+    if args.score_last is None:
+        args.score_last = TUNE_SCORE_LAST if quick else 10
     cfg = tuning_config(config_from_args(args, val_fraction=args.val_fraction), args.objective)
     cfg.resolved()  # bad options fail here, before any data is read
     takes = LOSSES.get(cfg.loss)[0].options()
@@ -59,6 +65,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
           f"{ranges} (log), {args.trials} trials, {n_jobs} job(s), pruner {args.pruner}")
     study = optimize(spec)
     print(render(study, spec.started, spec.study_dir, dashboard))
+    s = stats(study, spec.started)
+    if s.session_failed and not s.session_finished:
+        raise TrainingError(f"all {s.session_failed} trial(s) of this session failed; last: {s.last_error or 'see above'}")
     if args.final:
         print("\nfinal: best setting re-trained on the whole training split, scored on evaluate "
               "(the only time tuning reads evaluate labels)")
@@ -76,7 +85,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "study: re-running the command continues it, and several commands or machines on one --storage "
                     "share its trials.")
     add_run_options(p)
-    p.set_defaults(loss=TUNE_LOSS, epochs=TUNE_EPOCHS, score_last=TUNE_SCORE_LAST)
+    p.set_defaults(loss=TUNE_LOSS, score_last=None)
+    helps = {"--loss": f"loss name (default here: {TUNE_LOSS}, the paper's cross-city triplet loss)",
+             "--epochs": f"epochs of every trial (default: {TUNE_EPOCHS} with --preset quick, else the preset's)",
+             "--score-last": f"trial value = mean validation accuracy over the last N epochs (default: {TUNE_SCORE_LAST} with --preset quick, else 10)"}
+    for flag, text in helps.items():
+        p._option_string_actions[flag].help = text  # argparse has no public way to re-word a shared option
     s = p.add_argument_group("search")
     s.add_argument("--trials", type=int, default=50, help="finished (complete + pruned) trials the study should hold; a re-run continues up to this many (default: 50)")
     s.add_argument("--objective", default="overall", choices=["overall", "unseen"],
@@ -90,7 +104,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--sampler-seed", type=int, default=0, help="seed of the TPE sampler (default: 0)")
     s.add_argument("--pruner", default="median", choices=["median", "hyperband", "none"],
                    help="stop unpromising trials early from their per-epoch validation accuracy (default: median)")
-    s.add_argument("--warmup-epochs", type=int, default=2, help="no trial is pruned before this epoch (default: 2)")
+    s.add_argument("--warmup-epochs", type=int, default=1, help="no trial is pruned before this epoch (default: 1)")
     w = p.add_argument_group("study, storage and workers")
     w.add_argument("--study", metavar="NAME", help="study name (default: <arch>-<loss>-<aug>-m<mels>-<objective>-<dataset hash>)")
     w.add_argument("--storage", metavar="URL", help="Optuna storage: a journal file path, or a database URL such as "

@@ -4,6 +4,10 @@ Settings follow the baseline (40 ms Hamming window, 20 ms hop, magnitude spectru
 log of mel + eps, the first ``samples // hop`` frames of a centred STFT: 40 x 500 at 48 kHz),
 and the values equal ``torchaudio.transforms.MelSpectrogram(power=1.0)`` with those settings.
 The computation is reorganised for speed on a CPU (see :class:`LogMelExtractor`).
+
+The mel filterbank is torchaudio's default (HTK mel formula, no area normalisation). The
+baseline's librosa filterbank is Slaney-style; per-band normalisation removes the difference
+in scale, not the slightly different band centres.
 """
 
 from __future__ import annotations

@@ -94,8 +94,9 @@ class Trainer:
     """Holds what one run needs; ``fit`` trains, evaluates and stores it."""
 
     def __init__(self, cfg: RunConfig, store: ResultsStore, *, progress: bool = True,
-                 on_epoch: EpochCallback | None = None):
+                 on_epoch: EpochCallback | None = None, verbose: bool | None = None):
         self.cfg, self.store, self.progress, self.on_epoch = cfg, store, progress, on_epoch
+        self.verbose = progress if verbose is None else verbose
         self.device = resolve_device(cfg.device)
         self.ds = open_dataset(cfg.data, progress=progress)
         cfg.dataset_identity = self.ds.identity
@@ -296,7 +297,7 @@ class Trainer:
                 wall += seconds
                 history.append({"epoch": epoch, **metrics, "seconds": round(seconds, 3), "lr": cfg.lr})
                 self.save_checkpoint(epoch, history, wall)
-                if self.progress:
+                if self.verbose:
                     tqdm.write(f"epoch {epoch}/{cfg.epochs}  loss {metrics['train_loss']:.3f}  "
                                f"acc {100 * metrics['acc']:.2f}%  unseen {100 * metrics['unseen_acc']:.2f}%  "
                                f"({seconds:.1f}s)")
@@ -320,11 +321,14 @@ class Trainer:
 
 
 def run(cfg: RunConfig, results: str | Path, *, force: bool = False, progress: bool = True,
-        on_epoch: EpochCallback | None = None) -> dict[str, Any]:
-    """Train and evaluate one configuration; a completed identical run is returned as stored."""
+        on_epoch: EpochCallback | None = None, verbose: bool | None = None) -> dict[str, Any]:
+    """Train and evaluate one configuration; a completed identical run is returned as stored.
+
+    ``progress`` shows bars; ``verbose`` (default: same as ``progress``) prints a line per epoch.
+    """
     cfg = cfg.resolved()
     store = ResultsStore(results)
-    trainer = Trainer(cfg, store, progress=progress, on_epoch=on_epoch)
+    trainer = Trainer(cfg, store, progress=progress, on_epoch=on_epoch, verbose=verbose)
     trainer.dir.mkdir(parents=True, exist_ok=True)
     with file_lock(trainer.dir / ".lock", blocking=False):
         done = store.summary(trainer.run_id)

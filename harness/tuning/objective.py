@@ -74,7 +74,11 @@ class Objective:
             if trial.should_prune():
                 raise optuna.TrialPruned(f"{metric} {value:.4f} at epoch {epoch}")
 
-        summary = run(cfg, self.results, progress=self.progress, on_epoch=on_epoch)
+        try:
+            summary = run(cfg, self.results, progress=self.progress, on_epoch=on_epoch)
+        except TrainingError as exc:  # recorded, then Optuna marks the trial FAIL and goes on
+            trial.set_user_attr("error", str(exc))
+            raise
         value = summary.get(summary_key)
         if value is None or math.isnan(float(value)):
             raise TrainingError(f"objective {self.objective!r}: run {run_id} has no {summary_key}")

@@ -27,7 +27,9 @@ class SessionStats:
     running: int
     waiting: int
     session_finished: int
+    session_failed: int
     session_seconds: float
+    last_error: str | None = None
 
     @property
     def trials_per_hour(self) -> float:
@@ -38,11 +40,13 @@ def stats(study: optuna.Study, started: float) -> SessionStats:
     trials = study.get_trials(deepcopy=False)
     by = {s: sum(t.state == s for t in trials) for s in TrialState}
     since = dt.datetime.fromtimestamp(started)
-    done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-            and t.datetime_complete is not None and t.datetime_complete >= since]
+    recent = [t for t in trials if t.datetime_complete is not None and t.datetime_complete >= since]
+    done = [t for t in recent if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    failed = [t for t in recent if t.state == TrialState.FAIL]
     elapsed = dt.datetime.now().timestamp() - started
     return SessionStats(by[TrialState.COMPLETE], by[TrialState.PRUNED], by[TrialState.FAIL],
-                        by[TrialState.RUNNING], by[TrialState.WAITING], len(done), elapsed)
+                        by[TrialState.RUNNING], by[TrialState.WAITING], len(done), len(failed), elapsed,
+                        failed[-1].user_attrs.get("error") if failed else None)
 
 
 def epochs_run(t: FrozenTrial) -> int:

@@ -11,6 +11,7 @@ each trial records when it starts.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import socket
@@ -82,7 +83,20 @@ def open_storage(url: str | None, default_dir: str | Path, *, heartbeat_interval
     return _open_rdb(url, heartbeat_interval, grace_period)
 
 
+def _driver_url(url: str) -> str:
+    """Pick the PostgreSQL driver that is installed: SQLAlchemy >= 2.1 defaults to psycopg 3, the
+    project's ``postgres`` extra installs psycopg2."""
+    scheme, sep, rest = url.partition("://")
+    if scheme not in ("postgresql", "postgres"):
+        return url
+    for module, dialect in (("psycopg", "psycopg"), ("psycopg2", "psycopg2")):
+        if importlib.util.find_spec(module) is not None:
+            return f"postgresql+{dialect}{sep}{rest}"
+    return f"postgresql{sep}{rest}"
+
+
 def _open_rdb(url: str, heartbeat_interval: int, grace_period: int) -> RDBStorage:
+    url = _driver_url(url)
     # SQLite waits for the lock instead of failing at once; servers drop idle connections.
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     last: Exception | None = None
@@ -93,8 +107,8 @@ def _open_rdb(url: str, heartbeat_interval: int, grace_period: int) -> RDBStorag
                 kwargs = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period,
                           _STALE_KW: RetryCallback(max_retry=MAX_RETRY)}
                 return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
-        except ModuleNotFoundError as exc:
-            raise ConfigError(f"--storage {redact(url)}: database driver {exc.name!r} is not installed "
+        except ImportError as exc:  # Optuna re-raises the driver's ModuleNotFoundError as ImportError
+            raise ConfigError(f"--storage {redact(url)}: its database driver is not installed "
                               f"(pip install 'harness[postgres]' for PostgreSQL)") from exc
         except Exception as exc:  # sqlalchemy errors: bad URL, server down, table race
             last = exc

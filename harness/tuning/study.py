@@ -51,7 +51,7 @@ class TuneSpec:
     timeout: float | None = None
     sampler_seed: int = 0
     pruner: str = "median"
-    warmup: int = 2
+    warmup: int = 1
     n_jobs: int = 1
     threads: int | None = None
     progress: bool = False
@@ -91,18 +91,30 @@ def default_study_name(cfg: RunConfig, objective: str) -> str:
 
 
 def study_attrs(spec: TuneSpec) -> dict[str, Any]:
-    """What the study measures: the trials' shared config (without the tuned values)."""
-    fixed = {k: v for k, v in spec.base.resolved().hashed_fields().items() if k not in spec.space.names}
+    """What the study measures: the trials' shared config without the tuned values. Without the
+    dataset identity too: it hashes file mtimes, so each machine of a shared study has its own."""
+    skip = {*spec.space.names, "dataset_identity"}
+    fixed = {k: v for k, v in spec.base.resolved().hashed_fields().items() if k not in skip}
     return {"harness_config": fixed, "objective": spec.objective, "space": spec.space.to_dict()}
 
 
-def make_sampler(seed: int, worker: int, n_existing: int) -> optuna.samplers.TPESampler:
-    """Seeded TPE. The seed also mixes in the worker and the study size, so parallel workers and a
-    continued study do not replay the random start-up points already tried."""
-    derived = int(np.random.SeedSequence([seed, worker, n_existing]).generate_state(1)[0])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=derived, constant_liar=True)
+class TrialSeededTPE(optuna.samplers.TPESampler):
+    """Seeded TPE whose random draws for trial ``n`` depend only on (seed, n) and the trials before
+    it: workers that start together never try the same point (one run id, one lock), a continued
+    study goes on instead of replaying its start-up points, and a one-worker search is reproducible.
+    (Re-seeds TPE's two private generators; Optuna has no public per-trial seed.)"""
+
+    def __init__(self, seed: int) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            super().__init__(seed=seed, constant_liar=True)
+        self._harness_seed = seed
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        tpe, startup = np.random.SeedSequence([self._harness_seed, trial.number]).generate_state(2)
+        self._rng.rng.seed(int(tpe))
+        self._random_sampler._rng.rng.seed(int(startup))
+        super().before_trial(study, trial)
 
 
 def make_pruner(name: str, epochs: int, warmup: int) -> optuna.pruners.BasePruner:
@@ -113,8 +125,8 @@ def make_pruner(name: str, epochs: int, warmup: int) -> optuna.pruners.BasePrune
     return optuna.pruners.NopPruner()
 
 
-def open_study(spec: TuneSpec, worker: int = 0, *, create: bool = False) -> optuna.Study:
-    """Load (or with ``create``, create or continue) the study, with this worker's sampler and pruner."""
+def open_study(spec: TuneSpec, *, create: bool = False) -> optuna.Study:
+    """Load (or with ``create``, create or continue) the study, with the spec's sampler and pruner."""
     storage = open_storage(spec.storage, spec.study_dir)
     epochs = spec.base.resolved().epochs or 1
     pruner = make_pruner(spec.pruner, epochs, spec.warmup)
@@ -124,7 +136,7 @@ def open_study(spec: TuneSpec, worker: int = 0, *, create: bool = False) -> optu
         check_attrs(study, study_attrs(spec))
     else:
         study = optuna.load_study(study_name=spec.study_name, storage=storage, pruner=pruner)
-    study.sampler = make_sampler(spec.sampler_seed, worker, len(study.get_trials(deepcopy=False)))
+    study.sampler = TrialSeededTPE(spec.sampler_seed)
     return study
 
 
@@ -153,16 +165,32 @@ def counts(study: optuna.Study) -> dict[TrialState, int]:
 
 
 # -- workers ---------------------------------------------------------------------------------------
-def run_worker(spec: TuneSpec, worker: int = 0) -> None:
+@dataclass
+class StopOnFailures:
+    """Optuna callback: stop this worker after ``limit`` failed trials in a row (a broken setting
+    fails every trial; the search should not burn the rest of the budget on it)."""
+
+    limit: int = 3
+    streak: int = 0
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self.streak = self.streak + 1 if trial.state == TrialState.FAIL else 0
+        if self.streak >= self.limit:
+            print(f"stopping: {self.streak} trials in a row failed (last: {trial.user_attrs.get('error', '?')})",
+                  file=sys.stderr)
+            study.stop()
+
+
+def run_worker(spec: TuneSpec) -> None:
     """Run trials until the study holds ``spec.trials`` finished or running ones (or time is up)."""
     if spec.threads:
         import torch
 
         torch.set_num_threads(spec.threads)
     optuna.logging.set_verbosity(optuna.logging.INFO)
-    study = open_study(spec, worker)
+    study = open_study(spec)
     objective = Objective(spec.base, spec.space, spec.objective, spec.results, spec.progress)
-    cap = MaxTrialsCallback(spec.trials, states=(*FINISHED, TrialState.RUNNING))
+    callbacks = [MaxTrialsCallback(spec.trials, states=(*FINISHED, TrialState.RUNNING)), StopOnFailures()]
     while True:
         c = counts(study)
         finished = c[TrialState.COMPLETE] + c[TrialState.PRUNED]
@@ -170,17 +198,17 @@ def run_worker(spec: TuneSpec, worker: int = 0) -> None:
         left = None if spec.deadline is None else spec.deadline - time.time()
         if todo <= 0 or (left is not None and left <= 0):
             return
-        study.optimize(objective, n_trials=todo, timeout=left, catch=(TrainingError,), callbacks=[cap],
+        study.optimize(objective, n_trials=todo, timeout=left, catch=(TrainingError,), callbacks=callbacks,
                        gc_after_trial=True)
         c = counts(study)
-        if c[TrialState.COMPLETE] + c[TrialState.PRUNED] == finished:
-            return  # every trial of this pass failed: stop rather than fail forever
+        if c[TrialState.COMPLETE] + c[TrialState.PRUNED] == finished or callbacks[1].streak >= callbacks[1].limit:
+            return  # failing trials: stop rather than fail forever
 
 
 def _worker_main(spec: TuneSpec, worker: int) -> None:
     """Entry point of a spawned worker: one-line errors, quiet Ctrl-C (the trial is already FAIL)."""
     try:
-        run_worker(spec, worker)
+        run_worker(spec)
     except KeyboardInterrupt:
         sys.exit(130)
     except HarnessError as exc:
