@@ -4,10 +4,39 @@ All three models use the same two-block CNN trunk (conv → BN → ReLU → max-
 twice); they differ only in the first pooling, the kind of convolution and whether the input
 is cut into sub-bands. Keeping the trunk here makes "FCNN = SubSpectralNet with factorized
 convolutions" literally true in code.
+
+The factorized block has several implementations of the same function (``conv_impl``), all with
+the same parameters and state_dict keys, so a checkpoint trained with one loads into any other:
+
+``reference``      the plain definition: Conv (k,1) then depthwise Conv (1,k), NCHW.
+``channels-last``  the same two convolutions on channels-last tensors (oneDNN's NHWC kernels).
+``dense``          the rank-1 kernel materialised as one dense k×k conv plus the exact bias map
+                   (k× the multiply-accumulates of the factorized form).
+``fused``          conv → BatchNorm → ReLU → max-pool of a trunk block as one step, with a small
+                   C kernel (compiled on first use, see :func:`fused_kernels`) that computes the
+                   depthwise time conv, the BatchNorm batch statistics and the pooling in one
+                   pass, never writing the full-resolution activation; for a block with few input
+                   channels (the first) it also computes the (k,1) conv on the fly. Backward
+                   recomputes instead of storing. CPU, float32/float64.
+``auto``           ``fused`` where it applies (CPU tensors, kernel available), else ``reference``.
+
+Where ``fused`` cannot run (a CUDA tensor, channels not a multiple of the vector width, forward
+hooks on the block's modules as ptflops installs, TorchScript or torch.compile tracing) the block
+computes the reference definition instead, so the choice never changes what a model computes,
+only how fast.
 """
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -17,8 +46,10 @@ from torch import nn
 from harness.errors import ConfigError
 from harness.model import ModelOutput
 
-#: Implementations of :class:`FactorizedConv2d`; "reference" is the plain two-conv definition.
-FACTORIZED_IMPLS: tuple[str, ...] = ("reference",)
+#: Implementations of :class:`FactorizedConv2d` (see the module docstring).
+FACTORIZED_IMPLS: tuple[str, ...] = ("auto", "reference", "channels-last", "dense", "fused")
+#: What ``fcnn`` uses unless told otherwise.
+DEFAULT_IMPL = "auto"
 
 
 class FactorizedConv2d(nn.Module):
@@ -26,21 +57,26 @@ class FactorizedConv2d(nn.Module):
 
     ``freq``: Conv (k,1), Cin→Cout, bias; ``time``: depthwise Conv (1,k) on Cout channels, bias.
     Output channel o sees ``freq.weight[o, i, :, 0] ⊗ time.weight[o, 0, 0, :]`` for input i,
-    the paper's "conv2D with a rank-1 matrix kernel" (§3.1). The reference implementation is
-    the plain definition and stays as the ground truth for faster variants.
+    the paper's "conv2D with a rank-1 matrix kernel" (§3.1). ``impl`` picks how it is computed
+    (module docstring); the reference implementation is the ground truth for the others.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 7, impl: str = "reference"):
         super().__init__()
-        if impl not in FACTORIZED_IMPLS:
-            raise ConfigError(f"unknown factorized conv impl {impl!r}; known: {', '.join(FACTORIZED_IMPLS)}")
+        self.impl = check_impl(impl)
         k = check_kernel(kernel_size)
-        self.impl = impl
         self.kernel_size = k
         self.freq = nn.Conv2d(in_channels, out_channels, (k, 1), padding=(k // 2, 0), bias=True)
         self.time = nn.Conv2d(out_channels, out_channels, (1, k), padding=(0, k // 2), groups=out_channels, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # "fused" works on a whole conv → BN → ReLU → pool block (Trunk); on its own the conv is
+        # computed as defined.
+        if self.impl == "channels-last":
+            return self.time(self.freq(x.contiguous(memory_format=torch.channels_last)))
+        if self.impl == "dense":
+            k = self.kernel_size
+            return F.conv2d(x, self.dense_kernel(), None, padding=k // 2) + self.bias_map(x.shape[-1])
         return self.time(self.freq(x))
 
     def dense_kernel(self) -> torch.Tensor:
@@ -62,6 +98,530 @@ class FactorizedConv2d(nn.Module):
         k = self.kernel_size
         const = self.freq.bias.view(1, -1, 1, 1).expand(1, -1, 1, n_frames)
         return F.conv2d(const, self.time.weight, self.time.bias, padding=(0, k // 2), groups=const.shape[1])[0]
+
+
+def check_impl(impl: str) -> str:
+    if impl not in FACTORIZED_IMPLS:
+        raise ConfigError(f"unknown factorized conv impl {impl!r}; known: {', '.join(FACTORIZED_IMPLS)}")
+    return impl
+
+
+# -- the fused block: C kernels ---------------------------------------------------------------
+#: One source, compiled twice (float32 and float64). A "row" is one mel bin of one clip, all
+#: frames; work is split over (clip, pooling row group, block of one vector of channels), each
+#: thread accumulating its own partial sums (summed in thread order by the caller: the result
+#: depends only on the thread count, not on scheduling).
+_KERNEL_SRC = r"""
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#define FN(name) CAT(name, SFX)
+#define VL ((int)(64 / sizeof(REAL)))
+#define MAXK 15
+#define MAXQ 32
+
+typedef REAL real;
+typedef IREAL ireal;
+typedef real vec __attribute__((vector_size(64), aligned(sizeof(real))));
+typedef ireal ivec __attribute__((vector_size(64), aligned(sizeof(real))));
+#define LD(p) (*(const vec *)(p))
+#define ST(p, v) (*(vec *)(p) = (v))
+
+typedef struct {
+    const real *z, *x, *wf, *bf, *wt, *bt;
+    int Cin, B, F, T, C, K, ph, pw;
+} shape_t;
+
+int FN(fcnn_vector_lanes)(void) { return VL; }
+
+/* zb[h .. h+T) = the z row (mel bin f of clip b) for channels c0 .. c0+VL; zero padding around.
+   Stem: z = bf + sum_{i,a} wf[i][a] * x[b][i][f+a-h][t] (x NCHW); else read z (NHWC). */
+static inline __attribute__((always_inline)) void FN(load_z)(vec *zb, const shape_t *s, int b, int f, int c0,
+                                                             int K, const real **xr, vec *wfv, int *nq) {
+    int h = K / 2, T = s->T, C = s->C;
+    vec zero = {0};
+    for (int p = 0; p < h; p++) { zb[p] = zero; zb[h + T + p] = zero; }
+    if (s->x) {
+        int q = 0;
+        for (int i = 0; i < s->Cin; i++)
+            for (int a = 0; a < K; a++) {
+                int fa = f + a - h;
+                if (fa < 0 || fa >= s->F) continue;
+                wfv[q] = LD(s->wf + ((size_t)i * K + a) * C + c0);
+                xr[q] = s->x + (((size_t)b * s->Cin + i) * s->F + fa) * T;
+                q++;
+            }
+        *nq = q;
+        vec bf = LD(s->bf + c0);
+        for (int t = 0; t < T; t++) {
+            vec acc = bf;
+            for (int k = 0; k < q; k++) acc += wfv[k] * xr[k][t];
+            zb[h + t] = acc;
+        }
+    } else {
+        const real *zr = s->z + ((size_t)b * s->F + f) * T * C + c0;
+        for (int t = 0; t < T; t++) zb[h + t] = LD(zr + (size_t)t * C);
+    }
+}
+
+/* Forward of one (clip, row group, channel block): y = bt + sum_k wt[k] z[t+k-h]; sums of y and
+   y^2; max and its position over each (ph, pw) window (first maximum wins, as in max_pool2d). */
+static inline __attribute__((always_inline)) void FN(fwd_group)(const shape_t *s, int K, int b, int j, int c0,
+                                                                vec *zb, vec *pm, ivec *pi, real *P, ireal *idx,
+                                                                double *acc) {
+    int T = s->T, C = s->C, ph = s->ph, pw = s->pw, Fp = s->F / ph, Tp = T / pw;
+    int pooled = j < Fp, f0 = j * ph, f1 = pooled ? f0 + ph : s->F;
+    vec wt[MAXK], wfv[MAXQ];
+    const real *xr[MAXQ];
+    int nq = 0;
+    for (int k = 0; k < K; k++) wt[k] = LD(s->wt + (size_t)k * C + c0);
+    vec bt = LD(s->bt + c0), ninf = {0};
+    ninf -= INFINITY;
+    ivec izero = {0};
+    if (pooled)
+        for (int tp = 0; tp < Tp; tp++) { pm[tp] = ninf; pi[tp] = izero; }
+    for (int f = f0; f < f1; f++) {
+        FN(load_z)(zb, s, b, f, c0, K, xr, wfv, &nq);
+        vec s1 = {0}, s2 = {0};
+        int t = 0;
+        if (pooled) {
+            for (int tp = 0; tp < Tp; tp++) {
+                vec m = pm[tp];
+                ivec mi = pi[tp];
+                for (int d = 0; d < pw; d++, t++) {
+                    vec y = bt;
+                    for (int k = 0; k < K; k++) y += wt[k] * zb[t + k];
+                    s1 += y;
+                    s2 += y * y;
+                    ivec gt = (ivec)(y > m);
+                    ireal pos = (ireal)((f - f0) * pw + d);
+                    m = (vec)(((ivec)y & gt) | ((ivec)m & ~gt));
+                    mi = (pos & gt) | (mi & ~gt);
+                }
+                pm[tp] = m;
+                pi[tp] = mi;
+            }
+        }
+        for (; t < T; t++) {
+            vec y = bt;
+            for (int k = 0; k < K; k++) y += wt[k] * zb[t + k];
+            s1 += y;
+            s2 += y * y;
+        }
+        if (acc)
+            for (int l = 0; l < VL; l++) { acc[c0 + l] += s1[l]; acc[C + c0 + l] += s2[l]; }
+    }
+    if (pooled) {
+        for (int tp = 0; tp < Tp; tp++) {
+            for (int l = 0; l < VL; l++) P[(((size_t)b * C + c0 + l) * Fp + j) * Tp + tp] = pm[tp][l];
+            *(ivec *)(idx + (((size_t)b * Fp + j) * Tp + tp) * C + c0) = pi[tp];
+        }
+    }
+}
+
+/* Backward of one group: dy = alpha + beta * y (+ dP at the window's maximum); gradients of the
+   time conv (wt, bt), of z (written to gz when given) and, for the stem, of wf and bf. */
+static inline __attribute__((always_inline)) void FN(bwd_group)(const shape_t *s, int K, int b, int j, int c0,
+                                                                vec *zb, vec *gyb, const real *gP, const ireal *idx,
+                                                                const real *alpha, const real *beta, real *gz,
+                                                                double *acc) {
+    int h = K / 2, T = s->T, C = s->C, ph = s->ph, pw = s->pw, Fp = s->F / ph, Tp = T / pw, Cin = s->Cin;
+    int pooled = j < Fp, f0 = j * ph, f1 = pooled ? f0 + ph : s->F;
+    vec wt[MAXK], wfv[MAXQ], gwt[MAXK], gwf[MAXQ];
+    const real *xr[MAXQ];
+    int nq = 0;
+    for (int k = 0; k < K; k++) wt[k] = LD(s->wt + (size_t)k * C + c0);
+    vec bt = LD(s->bt + c0), al = LD(alpha + c0), be = LD(beta + c0), zero = {0};
+    double *agwt = acc, *agbt = acc + (size_t)K * C, *agwf = agbt + C, *agbf = agwf + (size_t)Cin * K * C;
+    for (int f = f0; f < f1; f++) {
+        FN(load_z)(zb, s, b, f, c0, K, xr, wfv, &nq);
+        for (int p = 0; p < h; p++) { gyb[p] = zero; gyb[h + T + p] = zero; }
+        for (int t = 0; t < T; t++) {
+            vec y = bt;
+            for (int k = 0; k < K; k++) y += wt[k] * zb[t + k];
+            gyb[h + t] = al + be * y;
+        }
+        if (pooled) {
+            int df = f - f0;
+            for (int tp = 0; tp < Tp; tp++) {
+                const ireal *ir = idx + (((size_t)b * Fp + j) * Tp + tp) * C + c0;
+                for (int l = 0; l < VL; l++) {
+                    ireal id = ir[l];
+                    if (id / pw == df)
+                        gyb[h + tp * pw + id % pw][l] += gP[(((size_t)b * C + c0 + l) * Fp + j) * Tp + tp];
+                }
+            }
+        }
+        vec gbt = zero, gbf = zero;
+        for (int k = 0; k < K; k++) gwt[k] = zero;
+        for (int q = 0; q < nq; q++) gwf[q] = zero;
+        real *gzr = gz ? gz + ((size_t)b * s->F + f) * T * C + c0 : NULL;
+        for (int t = 0; t < T; t++) {
+            vec g = gyb[h + t];
+            gbt += g;
+            for (int k = 0; k < K; k++) gwt[k] += g * zb[t + k];
+            vec o = zero;
+            for (int k = 0; k < K; k++) o += wt[k] * gyb[t + 2 * h - k];
+            if (s->x) {
+                gbf += o;
+                for (int q = 0; q < nq; q++) gwf[q] += o * xr[q][t];
+            }
+            if (gzr) ST(gzr + (size_t)t * C, o);
+        }
+        for (int l = 0; l < VL; l++) {
+            agbt[c0 + l] += gbt[l];
+            for (int k = 0; k < K; k++) agwt[(size_t)k * C + c0 + l] += gwt[k][l];
+        }
+        if (s->x) {
+            int q = 0;
+            for (int i = 0; i < Cin; i++)
+                for (int a = 0; a < K; a++) {
+                    int fa = f + a - h;
+                    if (fa < 0 || fa >= s->F) continue;
+                    for (int l = 0; l < VL; l++) agwf[((size_t)i * K + a) * C + c0 + l] += gwf[q][l];
+                    q++;
+                }
+            for (int l = 0; l < VL; l++) agbf[c0 + l] += gbf[l];
+        }
+    }
+}
+
+static int FN(unsupported)(const real *x, int Cin, int C, int K) {
+    return C % VL != 0 || K > MAXK || K % 2 == 0 || (x && Cin * K > MAXQ);
+}
+
+#ifdef _OPENMP
+#define THREAD_ID omp_get_thread_num()
+#else
+#define THREAD_ID 0
+#endif
+
+/* P (B,C,Fp,Tp) NCHW; idx (B,Fp,Tp,C); stats [nthreads][2][C] or NULL. 0 = done, 1 = unsupported. */
+int FN(fcnn_fwd)(const real *z, const real *x, const real *wf, const real *bf, int Cin,
+                 const real *wt, const real *bt, int B, int F, int T, int C, int K, int ph, int pw,
+                 real *P, ireal *idx, double *stats, int nthreads) {
+    if (FN(unsupported)(x, Cin, C, K)) return 1;
+    shape_t s = {z, x, wf, bf, wt, bt, Cin, B, F, T, C, K, ph, pw};
+    int Fp = F / ph, Tp = T / pw, gpb = Fp + (F > Fp * ph), ncb = C / VL;
+    long total = (long)B * gpb * ncb;
+#pragma omp parallel num_threads(nthreads)
+    {
+        vec *zb = (vec *)aligned_alloc(64, 64 * (size_t)(T + 2 * K));
+        vec *pm = (vec *)aligned_alloc(64, 64 * (size_t)(Tp + 1));
+        ivec *pi = (ivec *)aligned_alloc(64, 64 * (size_t)(Tp + 1));
+        double *acc = stats ? stats + (size_t)THREAD_ID * 2 * C : NULL;
+#pragma omp for schedule(static)
+        for (long g = 0; g < total; g++) {
+            int cb = (int)(g % ncb);
+            long r = g / ncb;
+            int b = (int)(r / gpb), j = (int)(r % gpb);
+            if (K == 7) FN(fwd_group)(&s, 7, b, j, cb * VL, zb, pm, pi, P, idx, acc);
+            else FN(fwd_group)(&s, K, b, j, cb * VL, zb, pm, pi, P, idx, acc);
+        }
+        free(zb); free(pm); free(pi);
+    }
+    return 0;
+}
+
+/* parts [nthreads][K*C (wt) + C (bt) (+ Cin*K*C (wf) + C (bf) for the stem)]; gz (B,F,T,C) or NULL. */
+int FN(fcnn_bwd)(const real *z, const real *x, const real *wf, const real *bf, int Cin,
+                 const real *wt, const real *bt, int B, int F, int T, int C, int K, int ph, int pw,
+                 const real *gP, const ireal *idx, const real *alpha, const real *beta,
+                 real *gz, double *parts, int nthreads) {
+    if (FN(unsupported)(x, Cin, C, K)) return 1;
+    shape_t s = {z, x, wf, bf, wt, bt, Cin, B, F, T, C, K, ph, pw};
+    int Fp = F / ph, gpb = Fp + (F > Fp * ph), ncb = C / VL;
+    long total = (long)B * gpb * ncb;
+    size_t psize = (size_t)K * C + C + (x ? (size_t)Cin * K * C + C : 0);
+#pragma omp parallel num_threads(nthreads)
+    {
+        vec *zb = (vec *)aligned_alloc(64, 64 * (size_t)(T + 2 * K));
+        vec *gyb = (vec *)aligned_alloc(64, 64 * (size_t)(T + 2 * K));
+        double *acc = parts + (size_t)THREAD_ID * psize;
+#pragma omp for schedule(static)
+        for (long g = 0; g < total; g++) {
+            int cb = (int)(g % ncb);
+            long r = g / ncb;
+            int b = (int)(r / gpb), j = (int)(r % gpb);
+            if (K == 7) FN(bwd_group)(&s, 7, b, j, cb * VL, zb, gyb, gP, idx, alpha, beta, gz, acc);
+            else FN(bwd_group)(&s, K, b, j, cb * VL, zb, gyb, gP, idx, alpha, beta, gz, acc);
+        }
+        free(zb); free(gyb);
+    }
+    return 0;
+}
+"""
+
+_PRECISIONS = {torch.float32: ("float", "int32_t", "_f32"), torch.float64: ("double", "int64_t", "_f64")}
+_lib_lock = threading.Lock()
+_lib: Any = None
+_lib_error: str | None = None
+
+
+def _kernel_dir() -> Path:
+    from harness.paths import cache_dir
+    return cache_dir() / "kernels"
+
+
+def _cpu_signature() -> str:
+    """What -march=native depends on: the CPU model and its feature flags."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            lines = [ln for ln in fh if ln.startswith(("model name", "flags"))]
+        return "".join(sorted(set(lines)))
+    except OSError:
+        return platform.processor() + platform.machine()
+
+
+def _compile(target: Path) -> None:
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if not cc:
+        raise OSError("no C compiler (cc, gcc or clang) found")
+    with tempfile.TemporaryDirectory(prefix="fcnn-kernel-") as tmp:
+        src = Path(tmp) / "fcnn_kernels.c"
+        src.write_text(_KERNEL_SRC)
+        last = ""
+        for openmp in (["-fopenmp"], []):  # OpenMP when the compiler has it, else one thread
+            objs = []
+            try:
+                for real, ireal, sfx in _PRECISIONS.values():
+                    obj = Path(tmp) / f"k{sfx}.o"
+                    subprocess.run([cc, "-std=c11", "-O3", "-march=native", "-fPIC", "-fno-math-errno", *openmp,
+                                    f"-DREAL={real}", f"-DIREAL={ireal}", f"-DSFX={sfx}", "-c", str(src), "-o", str(obj)],
+                                   check=True, capture_output=True, text=True, timeout=300)
+                    objs.append(str(obj))
+                out = Path(tmp) / "lib.so"
+                subprocess.run([cc, "-shared", *openmp, "-o", str(out), *objs], check=True, capture_output=True,
+                               text=True, timeout=300)
+            except subprocess.CalledProcessError as exc:
+                last = (exc.stderr or "").strip().splitlines()[-1:] or [str(exc)]
+                last = last[0]
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp_target = target.with_suffix(f".{os.getpid()}.tmp")
+            shutil.copyfile(out, tmp_target)
+            os.replace(tmp_target, target)  # atomic: concurrent processes never load half a file
+            return
+        raise OSError(f"{cc} could not build the fused FCNN kernels: {last}")
+
+
+def fused_kernels() -> Any:
+    """The compiled fused-block kernels (a ``ctypes.CDLL``), or None where they cannot be built.
+
+    Built on first use with the system C compiler (``$CC``, else cc/gcc/clang; -O3
+    -march=native -fopenmp) into ``<cache>/kernels/``, keyed by the source, the compiler and the
+    CPU, and reused after that (about a second to build). :func:`fused_kernel_error` says why
+    they are missing.
+    """
+    global _lib, _lib_error
+    if _lib is not None or _lib_error is not None:
+        return _lib
+    with _lib_lock:
+        if _lib is not None or _lib_error is not None:
+            return _lib
+        try:
+            if os.environ.get("HARNESS_NO_FUSED_KERNELS"):
+                raise OSError("disabled by HARNESS_NO_FUSED_KERNELS")
+            key = hashlib.sha256("\0".join([_KERNEL_SRC, os.environ.get("CC", ""), _cpu_signature(),
+                                             platform.machine()]).encode()).hexdigest()[:16]
+            target = _kernel_dir() / f"fcnn-{key}.so"
+            if not target.exists():
+                _compile(target)
+            lib = ctypes.CDLL(str(target))
+            for _, _, sfx in _PRECISIONS.values():
+                for name in ("fcnn_fwd", "fcnn_bwd"):
+                    fn = getattr(lib, name + sfx)
+                    fn.restype = ctypes.c_int
+            _lib = lib
+        except (OSError, AttributeError) as exc:
+            _lib_error = str(exc)
+    return _lib
+
+
+def fused_kernel_error() -> str | None:
+    """Why :func:`fused_kernels` is None (None when they are available or not yet tried)."""
+    return _lib_error
+
+
+def _ptr(t: torch.Tensor | None) -> ctypes.c_void_p:
+    return ctypes.c_void_p(0 if t is None else t.data_ptr())
+
+
+def _kernel_call(name: str, dtype: torch.dtype, *args: Any) -> None:
+    fn = getattr(fused_kernels(), name + _PRECISIONS[dtype][2])
+    cargs = [a if isinstance(a, ctypes.c_void_p) else
+             (_ptr(a) if a is None or isinstance(a, torch.Tensor) else ctypes.c_int(int(a))) for a in args]
+    if fn(*cargs) != 0:
+        raise RuntimeError(f"{name}: shape not supported by the fused kernels")  # callers check first
+
+
+def _vector_lanes(dtype: torch.dtype) -> int:
+    return 64 // torch.empty((), dtype=dtype).element_size()
+
+
+_MAX_K, _MAX_STEM_TAPS = 15, 32
+
+
+class _FusedTimeConvPool(torch.autograd.Function):
+    """Depthwise (1,k) conv + batch statistics + max-pool, from z (NHWC) or from the stem input.
+
+    Inputs: ``inp`` (z (B,C,F,T) or the stem's x (B,Cin,F,T)), ``wf`` (Cin,k,C) and ``bf`` (C)
+    for the stem (None otherwise), ``wt`` (k,C), ``bt`` (C). Outputs the pooled maxima P
+    (B,C,F//ph,T//pw) of y = time(z) and, with ``stats``, the batch mean and biased variance of y
+    over (B,F,T). Backward takes gradients of all three and recomputes y (and z for the stem).
+    """
+
+    @staticmethod
+    def forward(ctx, inp, wf, bf, wt, bt, stem: bool, ph: int, pw: int, stats: bool, threads: int):
+        k, c = wt.shape
+        dtype = inp.dtype
+        if stem:
+            x, z = inp.contiguous(), None
+            b, cin, f, t = x.shape
+            wf, bf = wf.contiguous(), bf.contiguous()
+        else:
+            x, z = None, inp.permute(0, 2, 3, 1).contiguous()  # a view when inp is channels-last
+            b, f, t, _ = z.shape
+            cin = 0
+        wt, bt = wt.contiguous(), bt.contiguous()
+        fp, tp = f // ph, t // pw
+        pooled = inp.new_empty((b, c, fp, tp))
+        idx = torch.empty((b, fp, tp, c), dtype=torch.int32 if dtype == torch.float32 else torch.int64)
+        part = torch.zeros((threads, 2, c), dtype=torch.float64) if stats else None
+        _kernel_call("fcnn_fwd", dtype, z, x, wf, bf, cin, wt, bt, b, f, t, c, k, ph, pw, pooled, idx, part, threads)
+        ctx.save_for_backward(z, x, wf, bf, wt, bt, idx)
+        ctx.dims = (stem, b, cin, f, t, c, k, ph, pw, threads)
+        n = b * f * t
+        if stats:
+            sums = part.sum(0)
+            mean = sums[0] / n
+            var = (sums[1] / n - mean * mean).clamp_min(0.0)
+            ctx.mean = mean
+            return pooled, mean.to(dtype), var.to(dtype)
+        ctx.mean = torch.zeros(c, dtype=torch.float64)
+        return pooled, None, None
+
+    @staticmethod
+    def backward(ctx, g_pooled, g_mean, g_var):
+        z, x, wf, bf, wt, bt, idx = ctx.saved_tensors
+        stem, b, cin, f, t, c, k, ph, pw, threads = ctx.dims
+        dtype = wt.dtype
+        n = b * f * t
+        # d mean/dy = 1/n, d var/dy = 2 (y - mean)/n: dy = alpha + beta * y + scatter(g_pooled)
+        g_mean = torch.zeros(c, dtype=torch.float64) if g_mean is None else g_mean.double()
+        g_var = torch.zeros(c, dtype=torch.float64) if g_var is None else g_var.double()
+        beta = 2.0 * g_var / n
+        alpha = (g_mean / n - beta * ctx.mean).to(dtype)
+        beta = beta.to(dtype)
+        if g_pooled is None:
+            g_pooled = torch.zeros((b, c, f // ph, t // pw), dtype=dtype)
+        g_pooled = g_pooled.contiguous()
+        need_input = ctx.needs_input_grad[0]
+        gz = torch.empty((b, f, t, c), dtype=dtype) if need_input else None
+        size = k * c + c + (cin * k * c + c if stem else 0)
+        parts = torch.zeros((threads, size), dtype=torch.float64)
+        _kernel_call("fcnn_bwd", dtype, z, x, wf, bf, cin, wt, bt, b, f, t, c, k, ph, pw, g_pooled, idx,
+                     alpha, beta, gz, parts, threads)
+        total = parts.sum(0).to(dtype)
+        g_wt, g_bt = total[:k * c].view(k, c), total[k * c:k * c + c]
+        g_wf = g_bf = g_inp = None
+        if stem:
+            g_wf, g_bf = total[k * c + c:k * c + c + cin * k * c].view(cin, k, c), total[-c:]
+        if need_input:
+            gz = gz.permute(0, 3, 1, 2)  # (B,C,F,T), channels-last
+            if stem:
+                w4 = wf.permute(2, 0, 1).unsqueeze(-1).contiguous()  # back to (C, Cin, k, 1)
+                g_inp = torch.ops.aten.convolution_backward(
+                    gz, x, w4, None, [1, 1], [k // 2, 0], [1, 1], False, [0, 0], 1, [True, False, False])[0]
+            else:
+                g_inp = gz
+        return g_inp, g_wf, g_bf, g_wt, g_bt, None, None, None, None, None
+
+
+def _is_plain_pool(pool: nn.Module) -> bool:
+    if not isinstance(pool, nn.MaxPool2d):
+        return False
+    ks = nn.modules.utils._pair(pool.kernel_size)
+    st = nn.modules.utils._pair(pool.stride if pool.stride is not None else pool.kernel_size)
+    return (ks == st and nn.modules.utils._pair(pool.padding) == (0, 0)
+            and nn.modules.utils._pair(pool.dilation) == (1, 1) and not pool.ceil_mode and not pool.return_indices)
+
+
+def _hooked(modules: list[nn.Module]) -> bool:
+    from torch.nn.modules import module as m
+    if m._global_forward_hooks or m._global_forward_pre_hooks:
+        return True
+    return any(mod._forward_hooks or mod._forward_pre_hooks for mod in modules)
+
+
+def fused_applies(block: nn.Sequential, pool: nn.Module, x: torch.Tensor) -> bool:
+    """Whether :func:`fused_block` can compute ``pool(block(x))`` here (else use the modules)."""
+    conv, bn = block[0], block[1]
+    if not isinstance(conv, FactorizedConv2d) or conv.impl not in ("fused", "auto"):
+        return False
+    if x.device.type != "cpu" or x.dtype not in _PRECISIONS or x.dim() != 4:
+        return False
+    if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return False
+    if not (isinstance(bn, nn.BatchNorm2d) and bn.affine and isinstance(block[2], nn.ReLU) and len(block) == 3):
+        return False
+    if not _is_plain_pool(pool) or _hooked([block, conv, conv.freq, conv.time, bn, block[2], pool]):
+        return False
+    c = conv.time.out_channels
+    if c % _vector_lanes(x.dtype) or conv.kernel_size > _MAX_K:
+        return False
+    if any(p.dtype != x.dtype or p.device != x.device for p in (conv.freq.weight, bn.weight)):
+        return False
+    return fused_kernels() is not None
+
+
+def fused_block(block: nn.Sequential, pool: nn.MaxPool2d, x: torch.Tensor) -> torch.Tensor:
+    """``pool(ReLU(BN(conv(x))))`` for a factorized conv block, the running statistics updated.
+
+    With s = sign(BN weight) (+1 at 0), BN's affine map on y is |a|·(s·y) + c with |a| ≥ 0,
+    monotone in s·y, so ReLU and the max-pool commute with it: the kernel pools s·y (by
+    negating the time conv's weights where s < 0) and the affine map and ReLU run on the
+    pooled tensor. The BN statistics of y come out of the same pass.
+    """
+    conv, bn = block[0], block[1]
+    k = conv.kernel_size
+    cout, cin = conv.freq.out_channels, conv.freq.in_channels
+    ph, pw = nn.modules.utils._pair(pool.kernel_size)
+    s = torch.where(bn.weight.detach() >= 0, 1.0, -1.0).to(x.dtype)
+    wt = (conv.time.weight.view(cout, k) * s[:, None]).t()
+    bt = conv.time.bias * s
+    use_batch_stats = bn.training or not bn.track_running_stats or bn.running_mean is None
+    threads = torch.get_num_threads()
+    if cin * k <= _MAX_STEM_TAPS:  # few input channels: compute the (k,1) conv inside the kernel
+        wf = conv.freq.weight.view(cout, cin, k).permute(1, 2, 0)
+        pooled, mean_s, var = _FusedTimeConvPool.apply(x, wf, conv.freq.bias, wt, bt, True, ph, pw,
+                                                       use_batch_stats, threads)
+    else:
+        z = F.conv2d(x.contiguous(memory_format=torch.channels_last), conv.freq.weight, conv.freq.bias,
+                     padding=(k // 2, 0))
+        pooled, mean_s, var = _FusedTimeConvPool.apply(z, None, None, wt, bt, False, ph, pw, use_batch_stats, threads)
+    if use_batch_stats:
+        if bn.training and bn.track_running_stats and bn.running_mean is not None:
+            n = x.shape[0] * x.shape[2] * x.shape[3]
+            with torch.no_grad():
+                bn.num_batches_tracked.add_(1)
+                mom = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+                bn.running_mean.mul_(1 - mom).add_(s * mean_s.detach(), alpha=mom)
+                bn.running_var.mul_(1 - mom).add_(var.detach() * (n / max(n - 1, 1)), alpha=mom)
+        abs_a = bn.weight * s * torch.rsqrt(var + bn.eps)  # |a|, with the gradient of a·s
+        shift = bn.bias - abs_a * mean_s
+    else:
+        a = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+        abs_a = a * s
+        shift = bn.bias - a * bn.running_mean
+    return torch.relu(pooled * abs_a.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1))
 
 
 def check_kernel(kernel_size: int) -> int:
@@ -130,8 +690,14 @@ class Trunk(nn.Module):
         """
         if x.shape[-1] // self.time_pool != self.n_frames // self.time_pool:
             raise ConfigError(f"{self.what} was built for n_frames={self.n_frames}, got input with {x.shape[-1]} frames")
-        x = self.drop1(self.pool1(self.block1(x)))
-        emb = self.pool2(self.block2(x)).flatten(1)
+        if fused_applies(self.block1, self.pool1, x):
+            x = self.drop1(fused_block(self.block1, self.pool1, x))
+        else:
+            x = self.drop1(self.pool1(self.block1(x)))
+        if fused_applies(self.block2, self.pool2, x):
+            emb = fused_block(self.block2, self.pool2, x).flatten(1)
+        else:
+            emb = self.pool2(self.block2(x)).flatten(1)
         return emb, self.drop2(emb)
 
 

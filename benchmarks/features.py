@@ -117,7 +117,8 @@ def child_load(spec: dict[str, Any]) -> dict[str, Any]:
     rss_self, rss_children = peak_rss_mb()
     audio_s = spec["rows"] * SECONDS
     return {"rows": spec["rows"], "n_mels": spec["n_mels"], "workers": spec.get("workers"), "shape": list(arr.shape),
-            "wall_s": round(wall, 3), "x_realtime": round(audio_s / wall, 1), "clips_per_s": round(spec["rows"] / wall, 1),
+            "wall_s": round(wall, 3), "x_realtime": round(audio_s / wall, 1),
+            "clips_per_s": round(spec["rows"] / wall, 1),
             "cpu_s": round(cpu, 3), "x_realtime_per_cpu_s": round(audio_s / cpu, 1),
             "peak_rss_parent_mb": round(rss_self, 1), "peak_rss_worker_mb": round(rss_children, 1),
             "load_avg_1min_after": round(os.getloadavg()[0], 2)}
@@ -170,14 +171,15 @@ def child_micro(spec: dict[str, Any]) -> dict[str, Any]:
             mel = torch.matmul(s[..., :500].abs().transpose(1, 2), fb).transpose(1, 2)
             return torch.log(mel + cfg.log_eps).numpy().astype(np.float16)
 
-        out[f"batched torch.stft ({batch} clips x 2 ch) + dense matmul, {n_mels} mels"] = _best(batched, batches) / batch
+        name = f"batched torch.stft ({batch} clips x 2 ch) + dense matmul, {n_mels} mels"
+        out[name] = _best(batched, batches) / batch
         for block in (64, 128, 256, 500):
             ext.block_frames = block
             out[f"blocked rfft + CSR filterbank, {block}-frame blocks, {n_mels} mels"] = _best(
                 lambda a: ext(a).astype(np.float16), audio)
-        ext.block_frames = 128
+        ext.block_frames = 64
         ext._fb_csr = fb.T.contiguous()  # same code, dense filterbank
-        out[f"blocked rfft + dense filterbank, 128-frame blocks, {n_mels} mels"] = _best(
+        out[f"blocked rfft + dense filterbank, 64-frame blocks, {n_mels} mels"] = _best(
             lambda a: ext(a).astype(np.float16), audio)
     return {k: round(v * 1000, 2) for k, v in out.items()}
 
@@ -221,7 +223,7 @@ def markdown(rec: dict[str, Any]) -> str:
              f"Python {m['python']}, torch {m['torch']}, torchaudio {m['torchaudio']}, numpy {m['numpy']}.", "",
              f"Settings: {rec['settings']}.", "",
              f"1-minute load average when the benchmark started: {rec['load_avg_1min_start']} (other work on the "
-             "machine slows every figure below).", "",
+             f"machine slows every figure below); nice value {rec['nice']}.", "",
              "## Speed (cold feature cache, default workers)", "",
              f"Target: >= {TARGET_X_REALTIME:,.0f}x real-time on 2 cores (audio seconds / wall seconds). "
              "'From CPU time' is audio seconds / (CPU seconds of the process and its workers / workers): what "
@@ -238,7 +240,7 @@ def markdown(rec: dict[str, Any]) -> str:
     lines += [tabulate(rows, ["rows", "wall s", "peak RSS parent MB", "peak RSS largest worker MB"], tablefmt="github"),
               "", f"Bounded (4x the rows within 10 % + 16 MB of the peak RSS): {rec['memory_bounded']}.", ""]
     lines += ["## One core: what was measured to choose the implementation", "",
-              "Milliseconds per 10 s stereo clip (best of 3 passes over the clips; x real-time per core in brackets).", ""]
+              "Milliseconds per 10 s stereo clip (best of 3 passes over the clips) and x real-time per core.", ""]
     rows = [[k, v, f"{10_000 / v:,.0f}x" if v else ""] for k, v in rec["one_core_ms"].items()]
     lines += [tabulate(rows, ["step", "ms / clip", "x real-time, 1 core"], tablefmt="github"), ""]
     lines += ["## Notes", "", *[f"- {n}" for n in rec["notes"]], ""]
@@ -249,14 +251,15 @@ NOTES = [
     "Speed is end to end: `load_features` from a cold feature cache, including pool start, writing, fsync and "
     "the manifest. The WAVs had just been written, so they came from the OS page cache; from a cold disk, add "
     "2.9 MB per clip of read bandwidth (100 clips/s needs about 290 MB/s).",
-    "Chosen: per clip, frames in 128-frame blocks (stays in L2), window on its own 1,920 samples and rfft "
-    "zero-padded to 2,048 (magnitude equals the centred STFT's), |X| as sqrt(re^2 + im^2) in place, mel "
-    "filterbank as a sparse CSR matrix (at most two triangles per bin), one worker process per core with one "
-    "torch thread each, workers writing their rows straight into the .npy.",
+    "Chosen: per clip, frames in 64-frame blocks (about 1 MB of spectrum: stays in L2), window on its own "
+    "1,920 samples and rfft zero-padded to 2,048 (magnitude equals the centred STFT's), |X| as "
+    "sqrt(re^2 + im^2) in place, mel filterbank as a sparse CSR matrix (at most two triangles per bin), "
+    "one worker process per core with one torch thread each, workers writing their rows straight into the .npy.",
     "Worker processes keep freed audio buffers on the heap (glibc mallopt M_MMAP_THRESHOLD / M_TRIM_THRESHOLD "
     "256 MB): without it every 3.8 MB read buffer is page-faulted afresh (compare the two read_wav rows).",
     "Not taken: batching several clips into one torch.stft call (the (batch*channels, 1025, 501) complex "
-    "spectrum leaves the cache and complex abs() is slow); torchaudio's MelSpectrogram as is; a dense "
+    "spectrum leaves the cache and complex abs() is slow; it came close on an idle machine and fell far "
+    "behind under load); torchaudio's MelSpectrogram as is; a dense "
     "filterbank matmul (5x the work at 200 mels); numpy 24-bit decoding (slower than libsndfile). "
     "read_wav's transpose to (channels, samples) is one more copy that the framing could absorb.",
 ]
@@ -282,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                                        "float16 storage) with 40 and 200 mels; output (rows, 2, n_mels, 500)",
                            "target_x_realtime": TARGET_X_REALTIME, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     rec["load_avg_1min_start"] = round(os.getloadavg()[0], 2)
+    rec["nice"] = os.getpriority(os.PRIO_PROCESS, 0)  # < 0: run above other work on a shared machine
     with tempfile.TemporaryDirectory(prefix="harness-bench-features-") as tmp:
         root = Path(tmp) / "data"
         t0 = time.perf_counter()
@@ -290,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
 
         def load(rows: int, n_mels: int, workers: int | None = None) -> dict[str, Any]:
             cache = tempfile.mkdtemp(prefix="cache-", dir=tmp)  # cold: a fresh cache every time
-            r = run_child("load", {"root": str(root), "rows": rows, "n_mels": n_mels, "workers": workers, "cache": cache})
+            spec = {"root": str(root), "rows": rows, "n_mels": n_mels, "workers": workers, "cache": cache}
+            r = run_child("load", spec)
             print(json.dumps(r), flush=True)
             return r
 

@@ -173,7 +173,9 @@ def test_interrupted_extraction_caches_nothing_and_rerun_recomputes(
     assert np.isfinite(feats.astype(np.float32)).all() and feats[-1].std() > 0
 
 
-def test_killed_extraction_leftovers_are_never_used(tiny: Path, cache_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_killed_extraction_leftovers_are_never_used(
+    tiny: Path, cache_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A directory without a complete manifest, at the final name or as a dead temp, is redone."""
     ds = load_dataset(tiny)
     cfg = FeatureConfig()
@@ -212,7 +214,9 @@ def test_publish_keeps_a_complete_cache_another_process_wrote_first(tiny: Path, 
 
 
 @pytest.mark.parametrize("damage", ["truncate", "filenames", "shape"])
-def test_corrupt_cache_is_recomputed(tiny: Path, cache_root: Path, monkeypatch: pytest.MonkeyPatch, damage: str) -> None:
+def test_corrupt_cache_is_recomputed(
+    tiny: Path, cache_root: Path, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
     ds = load_dataset(tiny)
     cfg = FeatureConfig()
     good = np.array(load_features_quiet(ds, cfg, workers=1))

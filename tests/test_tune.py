@@ -200,23 +200,38 @@ def test_training_error_fails_the_trial_and_the_search_goes_on(env, tmp_path: Pa
     assert states == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
 
 
+def test_a_setting_that_fails_every_trial_stops_the_search(env, tmp_path: Path, monkeypatch, capsys) -> None:
+    import harness.runner.train as train
+    from harness.cli import main
+    from harness.errors import TrainingError
+
+    def broken(cfg, results, **kw):
+        raise TrainingError("non-finite triplet loss at epoch 1")
+
+    monkeypatch.setattr(train, "run", broken)
+    assert main(tune_args(env, tmp_path, "--trials", "50")) == 3
+    err = capsys.readouterr().err
+    assert "all 3 trial(s) of this session failed; last: non-finite triplet loss" in err
+    assert [t.state for t in load(tmp_path).get_trials()] == [TrialState.FAIL] * 3
+
+
 # -- interruption and concurrency ------------------------------------------------------------------
 @pytest.mark.slow
 def test_killed_worker_leaves_a_study_a_rerun_continues(env, tmp_path: Path) -> None:
-    proc = spawn(env, tmp_path, "--trials", "2", "--epochs", "4")
+    proc = spawn(env, tmp_path, "--trials", "1", "--epochs", "4")
     wait_for(lambda: running_with_checkpoint(tmp_path), proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)
     stale = load(tmp_path).get_trials(states=(TrialState.RUNNING,))
     assert len(stale) == 1  # SIGKILL gives Optuna no chance: the trial is left RUNNING
-    rerun = spawn(env, tmp_path, "--trials", "2", "--epochs", "4")
+    rerun = spawn(env, tmp_path, "--trials", "1", "--epochs", "4")
     out, err = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, err[-2000:]
     assert f"marked trial(s) {stale[0].number} FAIL" in out
     trials = load(tmp_path).get_trials()
     dead = trials[stale[0].number]
     assert dead.state == TrialState.FAIL
-    assert sum(t.state in FINISHED for t in trials) == 2 and not [t for t in trials if t.state == TrialState.RUNNING]
+    assert sum(t.state in FINISHED for t in trials) == 1 and not [t for t in trials if t.state == TrialState.RUNNING]
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == dead.number]
     assert len(retried) == 1 and retried[0].params == dead.params and retried[0].state in FINISHED
     # Same parameters, same run: the retry resumed the killed run from its checkpoint.
@@ -224,11 +239,11 @@ def test_killed_worker_leaves_a_study_a_rerun_continues(env, tmp_path: Path) -> 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("jobs", ["1", "2"])
-def test_ctrl_c_marks_the_running_trials_failed(env, tmp_path: Path, jobs: str) -> None:
+@pytest.mark.parametrize("sig, jobs", [(signal.SIGINT, "1"), (signal.SIGTERM, "2")])
+def test_ctrl_c_marks_the_running_trials_failed(env, tmp_path: Path, sig: int, jobs: str) -> None:
     proc = spawn(env, tmp_path, "--trials", "3", "--epochs", "4", "--n-jobs", jobs)
     wait_for(lambda: running_with_checkpoint(tmp_path), proc)
-    proc.send_signal(signal.SIGINT)  # to the command only; it must stop its workers itself
+    proc.send_signal(sig)  # to the command only; it must stop its workers itself
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
     trials = load(tmp_path).get_trials()

@@ -41,11 +41,11 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mixup-alpha", type=float, default=0.4, help="mixup Beta(α, α) parameter (default: 0.4)")
     t = p.add_argument_group("how to train")
     t.add_argument("--preset", default="quick", choices=sorted(PRESETS),
-                   help="paper: Adam lr 0.001, 200 epochs, batch 32; quick: 12 epochs, a few minutes on 2 CPU cores (default: quick)")
+                   help="paper: Adam lr 0.001, 200 epochs, batch 32, score = mean of the last 10 epochs; quick: 12 epochs, score = mean of the last 3 (default: quick)")
     t.add_argument("--epochs", type=int, help="epochs (default: from the preset)")
     t.add_argument("--batch-size", type=int, help="batch size (default: from the preset, 32)")
     t.add_argument("--lr", type=float, help="Adam learning rate (default: from the preset, 0.001)")
-    t.add_argument("--score-last", type=int, default=10, help="score = mean accuracy over the last N epochs (default: 10, as the paper)")
+    t.add_argument("--score-last", type=int, help="score = mean accuracy over the last N epochs (default: from the preset: 10 for paper, as the paper; 3 for quick)")
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto = GPU if present)")
     d = p.add_argument_group("data and results")
     d.add_argument("--data", default="synthetic", help="TAU 2019/2020 development folder, or 'synthetic' for the embedded synthetic dataset (default)")

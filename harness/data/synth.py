@@ -96,6 +96,9 @@ class SynthConfig:
         def bad(msg: str) -> ConfigError:
             return ConfigError(f"synthetic dataset config: {msg}")
 
+        # Lists (e.g. from JSON) become tuples so the config stays hashable (it keys caches).
+        object.__setattr__(self, "cities", tuple(self.cities))
+        object.__setattr__(self, "scenes", tuple(self.scenes))
         if not 8000 <= self.sample_rate <= 192000:
             raise bad(f"sample_rate {self.sample_rate} is outside 8000..192000 Hz")
         if not 0.05 <= self.seconds <= 60:
@@ -477,20 +480,20 @@ def _city(cfg: SynthConfig, city: str) -> _City:
     kinds = sorted(_EVENTS)
     ev = r.standard_normal((3, len(kinds)))
     return _City(
-        eq_tilt=s * 0.8 * z[0],
-        eq_bumps=_random_bumps(r, 3, 3.5 * s),
-        low_shelf=s * 3.0 * z[1],
-        channel_db=(_random_bumps(r, 2, 1.0 * s), s * 1.0 * z[2]),
-        t60_factor=float(np.exp(s * 0.35 * z[3])),
-        drr_db=s * 3.0 * z[4],
-        floor_db=float(np.clip(-42 + s * 6.0 * z[5], -70, -15)),
-        floor_tilt=-1.0 + s * 2.0 * z[6],
-        mic_spacing=0.17 * float(np.exp(s * 0.4 * z[7])),
-        level_db=s * 2.0 * z[8],
-        mod_factor=float(np.exp(s * 0.3 * z[9])),
-        event_rate={k: float(np.exp(s * 0.4 * ev[0, i])) for i, k in enumerate(kinds)},
-        event_snr={k: s * 2.5 * ev[1, i] for i, k in enumerate(kinds)},
-        event_pitch={k: float(np.exp(s * 0.08 * ev[2, i])) for i, k in enumerate(kinds)},
+        eq_tilt=s * 0.72 * z[0],
+        eq_bumps=_random_bumps(r, 3, 3.15 * s),
+        low_shelf=s * 2.7 * z[1],
+        channel_db=(_random_bumps(r, 2, 0.9 * s), s * 0.9 * z[2]),
+        t60_factor=float(np.exp(s * 0.315 * z[3])),
+        drr_db=s * 2.7 * z[4],
+        floor_db=float(np.clip(-42 + s * 5.4 * z[5], -70, -15)),
+        floor_tilt=-1.0 + s * 1.8 * z[6],
+        mic_spacing=0.17 * float(np.exp(s * 0.36 * z[7])),
+        level_db=s * 1.8 * z[8],
+        mod_factor=float(np.exp(s * 0.27 * z[9])),
+        event_rate={k: float(np.exp(s * 0.36 * ev[0, i])) for i, k in enumerate(kinds)},
+        event_snr={k: s * 2.25 * ev[1, i] for i, k in enumerate(kinds)},
+        event_pitch={k: float(np.exp(s * 0.072 * ev[2, i])) for i, k in enumerate(kinds)},
     )
 
 
@@ -527,8 +530,8 @@ def _location(cfg: SynthConfig, scene: str, city: str, loc_id: int) -> _Location
     cs_z = r_cs.standard_normal(len(sc.events) * 2 + 1)
     loc_z = r_loc.standard_normal(len(sc.events) * 2 + 5)
     db = _curve(o, sc.tilt, scene_bumps)
-    db += _curve(o, s * 0.8 * cs_z[0], _random_bumps(r_cs, 3, 4.0 * s))
-    db += _curve(o, spread * 0.4 * loc_z[0], _random_bumps(r_loc, 3, 2.0 * spread))
+    db += _curve(o, s * 0.72 * cs_z[0], _random_bumps(r_cs, 3, 3.6 * s))
+    db += _curve(o, spread * 0.24 * loc_z[0], _random_bumps(r_loc, 3, 1.2 * spread))
     db -= 6.0 * np.maximum(0.0, o - np.log2(6000 / 20))  # natural high-frequency roll-off
     db[f < 20] = -120.0
     amp = 10 ** (db / 20)
@@ -540,8 +543,8 @@ def _location(cfg: SynthConfig, scene: str, city: str, loc_id: int) -> _Location
     mism = _curve(o, 0.0, mism_bumps)
     eq = np.stack([eq_db + mism / 2 + ld / 2, eq_db - mism / 2 - ld / 2])[: cfg.channels]
     # Room: exponentially decaying noise tail behind a direct path, one tail per channel.
-    t60 = sc.t60 * ct.t60_factor * float(np.exp(spread * 0.2 * loc_z[1]))
-    drr = 10 ** ((3.0 + ct.drr_db + spread * 1.5 * loc_z[2]) / 20)
+    t60 = sc.t60 * ct.t60_factor * float(np.exp(spread * 0.12 * loc_z[1]))
+    drr = 10 ** ((3.0 + ct.drr_db + spread * 0.9 * loc_z[2]) / 20)
     m = min(n, int(1.2 * t60 * sr))
     t = np.arange(m) / sr
     tails = r_loc.standard_normal((cfg.channels, m)) * np.exp(-6.91 * t / t60)
@@ -553,9 +556,9 @@ def _location(cfg: SynthConfig, scene: str, city: str, loc_id: int) -> _Location
     coherence = np.sinc(2 * f * ct.mic_spacing / 343.0)
     events = []
     for i, (kind, rate, snr) in enumerate(sc.events):
-        rate_f = ct.event_rate[kind] * np.exp(s * 0.3 * cs_z[1 + i] + spread * 0.4 * loc_z[3 + i])
-        snr_d = ct.event_snr[kind] + s * 1.5 * cs_z[1 + len(sc.events) + i] + spread * 2.0 * loc_z[3 + len(sc.events) + i]
-        pitch = ct.event_pitch[kind] * np.exp(spread * 0.03 * r_loc.standard_normal())
+        rate_f = ct.event_rate[kind] * np.exp(s * 0.27 * cs_z[1 + i] + spread * 0.24 * loc_z[3 + i])
+        snr_d = ct.event_snr[kind] + s * 1.35 * cs_z[1 + len(sc.events) + i] + spread * 1.2 * loc_z[3 + len(sc.events) + i]
+        pitch = ct.event_pitch[kind] * np.exp(spread * 0.018 * r_loc.standard_normal())
         events.append((kind, float(rate * rate_f), float(snr + snr_d), float(pitch)))
     return _Location(
         octaves=o.astype(np.float32),
@@ -564,9 +567,9 @@ def _location(cfg: SynthConfig, scene: str, city: str, loc_id: int) -> _Location
         reverb=reverb,
         floor=floor_amp.astype(np.float32),
         coherence=coherence.astype(np.float32),
-        mod_rate=sc.mod_rate * ct.mod_factor * float(np.exp(spread * 0.3 * loc_z[-1])),
+        mod_rate=sc.mod_rate * ct.mod_factor * float(np.exp(spread * 0.18 * loc_z[-1])),
         mod_depth=(sc.mod_depth[0] * ct.mod_factor, sc.mod_depth[1] * ct.mod_factor),
-        level_db=sc.level + ct.level_db + spread * 3.0 * loc_z[-2],
+        level_db=sc.level + ct.level_db + spread * 1.8 * loc_z[-2],
         events=tuple(events),
     )
 

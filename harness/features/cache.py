@@ -239,7 +239,8 @@ class _RowWriter:
     def __call__(self, task: tuple[int, Sequence[str]]) -> int:
         start, paths = task
         extractor = _extractor(self.cfg, self.sample_rate)
-        rows = np.empty((len(paths), self.channels, self.cfg.n_mels, extractor.n_frames(self.clip_samples)), self.cfg.dtype)
+        shape = (len(paths), self.channels, self.cfg.n_mels, extractor.n_frames(self.clip_samples))
+        rows = np.empty(shape, self.cfg.dtype)
         for i, path in enumerate(paths):
             audio = read_wav(path, self.sample_rate, self.channels, self.clip_samples)
             extractor(audio, out=rows[i])
@@ -320,7 +321,9 @@ def _run(writer: _RowWriter, paths: list[str], workers: int, bar: tqdm) -> None:
             bar.update(n)
 
 
-def _extract(ds: Dataset, cfg: FeatureConfig, tmp: Path, expected: dict[str, Any], progress: bool, workers: int) -> None:
+def _extract(
+    ds: Dataset, cfg: FeatureConfig, tmp: Path, expected: dict[str, Any], progress: bool, workers: int
+) -> None:
     """Write ``features.npy`` for every row of ``ds.meta`` into ``tmp`` (no manifest)."""
     shape = tuple(expected["shape"])
     mm = np.lib.format.open_memmap(tmp / DATA_FILE, mode="w+", dtype=np.dtype(cfg.dtype), shape=shape)

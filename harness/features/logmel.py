@@ -91,7 +91,7 @@ class LogMelExtractor:
     * the mel filterbank (each FFT bin is in at most two triangles) is a sparse CSR matrix.
     """
 
-    def __init__(self, cfg: FeatureConfig, sample_rate: int, block_frames: int = 128):
+    def __init__(self, cfg: FeatureConfig, sample_rate: int, block_frames: int = 64):
         self.cfg = cfg
         self.sample_rate = int(sample_rate)
         self.win = cfg.win_length(sample_rate)

@@ -52,6 +52,32 @@ class EvalSet:
     protocol: str
 
 
+_ALLOCATOR_TUNED = False
+
+
+def tune_cpu_allocator() -> bool:
+    """Keep freed memory in the process instead of handing it back to the OS (glibc only).
+
+    glibc serves blocks above 32 MiB with mmap and unmaps them on free, so every step's
+    large activations are page-faulted in again from zero; on CPU that costs more than the
+    arithmetic on them (an 82 MB elementwise op: about 75 ms instead of 15 ms). Serving
+    them from the heap and never trimming it makes the memory reusable. Changes speed and
+    resident memory (it stays at its peak), never results. Returns whether it applied.
+    """
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED:
+        return True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_max = -1, -4
+        _ALLOCATOR_TUNED = bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
+    except (OSError, AttributeError):  # not glibc (macOS, musl): leave the allocator alone
+        _ALLOCATOR_TUNED = False
+    return _ALLOCATOR_TUNED
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
@@ -98,6 +124,8 @@ class Trainer:
         self.cfg, self.store, self.progress, self.on_epoch = cfg, store, progress, on_epoch
         self.verbose = progress if verbose is None else verbose
         self.device = resolve_device(cfg.device)
+        if self.device.type == "cpu":
+            tune_cpu_allocator()
         self.ds = open_dataset(cfg.data, progress=progress)
         cfg.dataset_identity = self.ds.identity
         self.run_id = cfg.run_id()

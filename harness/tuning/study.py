@@ -14,11 +14,13 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import optuna
@@ -205,10 +207,29 @@ def run_worker(spec: TuneSpec) -> None:
             return  # failing trials: stop rather than fail forever
 
 
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, a batch scheduler's pre-emption) ends a trial as Ctrl-C does: Optuna marks
+    it FAIL at once instead of leaving it RUNNING until a dead-worker check."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def _worker_main(spec: TuneSpec, worker: int) -> None:
     """Entry point of a spawned worker: one-line errors, quiet Ctrl-C (the trial is already FAIL)."""
     try:
-        run_worker(spec)
+        with sigterm_as_interrupt():
+            run_worker(spec)
     except KeyboardInterrupt:
         sys.exit(130)
     except HarnessError as exc:
@@ -237,15 +258,17 @@ def optimize(spec: TuneSpec) -> optuna.Study:
     if failed:
         print(f"marked trial(s) {', '.join(map(str, failed))} FAIL: their worker process died; queued again")
     if spec.n_jobs == 1:
-        run_worker(spec)
+        with sigterm_as_interrupt():
+            run_worker(spec)
         return study
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_worker_main, args=(spec, i), name=f"tune-worker-{i}") for i in range(spec.n_jobs)]
     try:
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join()
+        with sigterm_as_interrupt():
+            for p in procs:
+                p.start()
+            for p in procs:
+                p.join()
     except KeyboardInterrupt:
         _stop(procs)
         raise

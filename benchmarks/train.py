@@ -1,0 +1,422 @@
+"""Training and inference throughput of the three architectures, every FCNN conv_impl side by side.
+
+    python -m benchmarks.train                       # 40 and 200 mels, every arch and FCNN impl
+    python -m benchmarks.train --mels 40 --impls reference,fused --seconds 5
+
+What is timed is the runner's own code: ``Trainer.train_epoch`` (gather a batch from the float16
+feature tensor, normalise, SpecAugment (``BatchAugment``), forward, the registry's ``ce`` loss,
+backward, Adam step, the loss read-back) and ``Trainer.predict`` (evaluation forward, batches of
+max(2 x batch, 64)), on full-size inputs (2 x n_mels x 500) of random features. Every
+configuration is built once; then, in each of ``--rounds`` rounds, each configuration trains for
+``--seconds`` (at least one step), evaluates, and a 2048 x 2048 FP32 ``torch.mm`` measures the
+machine's matrix-multiply rate. Interleaving puts every configuration under the same background
+load, so ratios are taken within a round and then the median over rounds.
+
+%% of matmul = clips/s x MACs/clip x 3 (training: forward + backward ~ 3 forwards; 1 for
+inference) / (matmul FLOP/s / 2), MACs/clip from ``harness.complexity.measure`` (ptflops'
+default counting, the paper's Table 2 column).
+
+Writes ``<out>/train-<host>.json`` and ``.md``. On CUDA (``--device cuda``): features resident
+on the GPU, bf16 autocast (the runner's), and the projected time of the full Table 1 grid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+ARCHS = ("dcase-baseline", "subspectralnet", "fcnn")
+IMPLS = ("reference", "channels-last", "dense", "fused")
+N_FRAMES = 500
+#: Targets of the issue: FCNN training/inference throughput over SubSpectralNet's, per n_mels;
+#: and FCNN-40 at half the machine's FP32 matmul rate.
+TARGET_RATIO = {40: 2.5, 200: 4.0}
+TARGET_MATMUL_FRACTION = 0.5
+#: Paper's Table 1 grid, for the projection: clips per epoch (TAU 2019 fold 1) and runs.
+GRID_TRAIN_CLIPS, GRID_EVAL_CLIPS, GRID_EPOCHS, GRID_SEEDS, GRID_MELS = 9185, 4185, 200, 2, (40, 200)
+
+
+@dataclass
+class Config:
+    arch: str
+    n_mels: int
+    impl: str | None = None  # conv_impl for fcnn
+    trainer: Any = None
+    macs: int = 0
+    macs_conv_linear: int = 0
+    params: int = 0
+    train: list[tuple[int, float]] = field(default_factory=list)  # (clips, seconds) per round
+    infer: list[tuple[int, float]] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.arch}[{self.impl}]" if self.impl else self.arch
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def make_trainer(cfg: Config, batch_size: int, device: torch.device, pool: int, eval_clips: int, tmp: Path) -> Any:
+    """A ``Trainer`` wired to random resident features instead of a dataset: the runner's own
+    ``build``, ``train_epoch`` and ``predict`` do the work."""
+    from harness.runner.config import RunConfig
+    from harness.runner.train import EvalSet, Trainer
+
+    options = {"conv_impl": cfg.impl} if cfg.impl else {}
+    rc = RunConfig(arch=cfg.arch, loss="ce", aug="spec", n_mels=cfg.n_mels, epochs=1, batch_size=batch_size,
+                   lr=1e-3, device=str(device), arch_options=options).resolved()
+    tr = Trainer.__new__(Trainer)
+    tr.cfg, tr.device, tr.progress, tr.on_epoch, tr.dir = rc, device, False, None, tmp
+    for name, value in (("verbose", False), ("store", None), ("run_id", f"bench-{cfg.label}")):
+        setattr(tr, name, value)
+    g = torch.Generator().manual_seed(cfg.n_mels)
+    feats = (torch.randn((pool, 2, cfg.n_mels, N_FRAMES), generator=g) * 4 - 20).half()
+    tr.n_frames = N_FRAMES
+    tr.mean = torch.full((2, cfg.n_mels, 1), -20.0, device=device)
+    tr.std = torch.full((2, cfg.n_mels, 1), 4.0, device=device)
+    tr.x_train = feats.to(device)
+    tr.x_eval = feats[:eval_clips].to(device) if eval_clips <= pool else feats.repeat(eval_clips // pool + 1, 1, 1, 1)[:eval_clips].to(device)
+    tr.train_rows = np.arange(batch_size)  # one training step per train_epoch call
+    tr.labels = np.arange(pool) % 10
+    tr.domain_codes = np.arange(pool) % 6
+    tr.domain_names = np.asarray([f"d{i}" for i in tr.domain_codes])
+    tr.domain_vocab = [f"d{i}" for i in range(6)]
+    tr.y_train = torch.as_tensor(tr.labels[: batch_size], device=device)
+    tr.d_train = torch.as_tensor(tr.domain_codes[: batch_size], device=device)
+    tr.ev = EvalSet(np.arange(eval_clips), np.ones(eval_clips, bool), np.zeros(eval_clips, bool), (), "bench")
+    tr.build()
+    return tr
+
+
+def run_for(fn, seconds: float, device: torch.device) -> tuple[int, float]:
+    """Call ``fn`` (returns clips done) until ``seconds`` have passed, at least once."""
+    clips, t0 = 0, time.perf_counter()
+    while True:
+        clips += fn()
+        sync(device)
+        elapsed = time.perf_counter() - t0
+        if elapsed >= seconds:
+            return clips, elapsed
+
+
+def matmul_rate(seconds: float, device: torch.device) -> float:
+    """FP32 FLOP/s of a 2048 x 2048 x 2048 matrix product (TF32 off on CUDA)."""
+    n = 2048
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    c = torch.empty(n, n, device=device)
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        torch.mm(a, b, out=c)
+        sync(device)
+        done, elapsed = run_for(lambda: (torch.mm(a, b, out=c), 1)[1], seconds, device)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    return 2 * n**3 * done / elapsed
+
+
+def median(xs: list[float]) -> float:
+    return float(np.median(xs)) if xs else float("nan")
+
+
+def rate(pairs: list[tuple[int, float]]) -> list[float]:
+    return [c / s for c, s in pairs]
+
+
+def allocator_check() -> dict[str, float]:
+    """ms for an 82 MB elementwise op in a fresh process, default glibc malloc vs the runner's setting."""
+    code = ("import time, torch\n"
+            "from harness.runner.train import tune_cpu_allocator\n"
+            "import sys\n"
+            "if sys.argv[1] == 'tuned': tune_cpu_allocator()\n"
+            "torch.set_num_threads(1)\n"
+            "x = torch.randn(32 * 64 * 20 * 500)\n"
+            "(x * 2).sum()\n"
+            "t = time.perf_counter(); n = 0\n"
+            "while time.perf_counter() - t < 1.5: y = x * 2; del y; n += 1\n"
+            "print((time.perf_counter() - t) / n * 1e3)\n")
+    out = {}
+    for mode in ("default", "tuned"):
+        proc = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, cwd=HERE.parent)
+        out[mode] = round(float(proc.stdout.strip().splitlines()[-1]), 1) if proc.returncode == 0 else float("nan")
+    return out
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    rec = {"host": socket.gethostname(), "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+           "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+           "device": str(device), "cuda_available": torch.cuda.is_available()}
+    if device.type == "cuda":
+        rec["gpu"] = torch.cuda.get_device_name(device)
+    return rec
+
+
+def summarise(configs: list[Config], mm: list[float], device: torch.device) -> dict[str, Any]:
+    from architectures.blocks import fused_applies  # noqa: F401 (import check)
+
+    rows = []
+    by = {(c.label, c.n_mels): c for c in configs}
+    for c in configs:
+        tr, inf = rate(c.train), rate(c.infer)
+        ssn = by.get(("subspectralnet", c.n_mels))
+        row: dict[str, Any] = {
+            "arch": c.arch, "impl": c.impl, "label": c.label, "n_mels": c.n_mels, "params": c.params,
+            "macs_per_clip": c.macs, "macs_conv_linear_per_clip": c.macs_conv_linear,
+            "train_clips_per_s_rounds": [round(v, 3) for v in tr], "infer_clips_per_s_rounds": [round(v, 3) for v in inf],
+            "train_clips_per_s": round(median(tr), 3), "infer_clips_per_s": round(median(inf), 3),
+            "train_steps": [n for n, _ in c.train],
+        }
+        row["train_gflops"] = round(median(tr) * c.macs * 3 * 2 / 1e9, 2)
+        row["infer_gflops"] = round(median(inf) * c.macs * 2 / 1e9, 2)
+        # fraction of the matmul rate, per round (same conditions), then the median
+        row["train_fraction_of_matmul"] = round(median([t * c.macs * 3 / (m / 2) for t, m in zip(tr, mm)]), 4)
+        row["infer_fraction_of_matmul"] = round(median([t * c.macs / (m / 2) for t, m in zip(inf, mm)]), 4)
+        if ssn is not None:
+            row["train_ratio_vs_ssn"] = round(median([a / b for a, b in zip(tr, rate(ssn.train))]), 3)
+            row["infer_ratio_vs_ssn"] = round(median([a / b for a, b in zip(inf, rate(ssn.infer))]), 3)
+            row["macs_ratio_vs_ssn"] = round(ssn.macs / c.macs, 3)
+        rows.append(row)
+    return {"rows": rows}
+
+
+def default_impl_for(device: torch.device) -> str:
+    """What ``conv_impl="auto"`` (fcnn's default) runs on this device."""
+    from architectures.blocks import fused_kernels
+
+    return "fused" if device.type == "cpu" and fused_kernels() is not None else "reference"
+
+
+def verdicts(rows: list[dict[str, Any]], default_impl: str) -> list[dict[str, Any]]:
+    out = []
+    for r in rows:
+        if r["arch"] != "fcnn" or r["impl"] != default_impl:
+            continue
+        target = TARGET_RATIO.get(r["n_mels"])
+        for kind in ("train", "infer"):
+            if target is not None and f"{kind}_ratio_vs_ssn" in r:
+                v = r[f"{kind}_ratio_vs_ssn"]
+                out.append({"what": f"FCNN-{r['n_mels']} {kind} throughput / SubSpectralNet-{r['n_mels']}",
+                            "target": f">= {target}x", "value": v, "pass": bool(v >= target)})
+            if r["n_mels"] == 40:
+                v = r[f"{kind}_fraction_of_matmul"]
+                out.append({"what": f"FCNN-40 {kind} at a fraction of the FP32 matmul rate",
+                            "target": f">= {TARGET_MATMUL_FRACTION:.0%}", "value": v,
+                            "pass": bool(v >= TARGET_MATMUL_FRACTION)})
+    return out
+
+
+def projection(rows: list[dict[str, Any]], default_impl: str) -> dict[str, Any]:
+    """Wall time of the paper's Table 1 grid at the measured throughputs (loss/augmentation as CE+spec)."""
+    from harness.report.variants import VARIANTS
+
+    rate_of = {(r["arch"], r["n_mels"]): r for r in rows if r["arch"] != "fcnn" or r["impl"] == default_impl}
+    total, missing, per = 0.0, [], []
+    for v in VARIANTS:
+        for m in GRID_MELS:
+            r = rate_of.get((v.arch, m))
+            if r is None or not r["train_clips_per_s"] or not r["infer_clips_per_s"]:
+                missing.append(f"{v.name}@{m}")
+                continue
+            epoch = GRID_TRAIN_CLIPS / r["train_clips_per_s"] + GRID_EVAL_CLIPS / r["infer_clips_per_s"]
+            seconds = epoch * GRID_EPOCHS * GRID_SEEDS
+            per.append({"variant": v.name, "n_mels": m, "epoch_s": round(epoch, 1), "runs": GRID_SEEDS,
+                        "hours": round(seconds / 3600, 2)})
+            total += seconds
+    return {"variants": [v.name for v in VARIANTS], "per_cell": per, "missing": missing,
+            "total_hours": round(total / 3600, 1), "total_days": round(total / 86400, 2)}
+
+
+def markdown(rec: dict[str, Any]) -> str:
+    from tabulate import tabulate
+
+    m = rec["machine"]
+    lines = [f"# Training throughput ({m['host']}, {rec['device']})", "",
+             f"{m['cpu']}, {m['cores']} cores, torch {m['torch']} with {m['torch_threads']} threads, "
+             f"Python {m['python']}, {m['platform']}.", "",
+             f"Batch {rec['batch_size']}, input (2, n_mels, {N_FRAMES}), {rec['rounds']} interleaved rounds of "
+             f"{rec['seconds']} s per configuration; 1-minute load average at start {rec['load_avg_start']}, "
+             f"at end {rec['load_avg_end']} (other work on this machine slows every absolute figure; ratios are "
+             "taken within each round). Medians over rounds.", "",
+             f"FP32 matmul (2048^3 torch.mm): {rec['matmul_gflops']:.1f} GFLOP/s (rounds: "
+             f"{', '.join(f'{v:.1f}' for v in rec['matmul_gflops_rounds'])}).", "",
+             f"FCNN's default `conv_impl=\"auto\"` runs `{rec['default_impl']}` here.", ""]
+    if rec["device"] == "cpu":
+        lines += ["**No GPU was available in this session; GPU figures not measured.**", ""]
+    lines += ["## Throughput", "",
+              "% matmul = clips/s x MACs x 3 (training) or x 1 (inference) / (matmul FLOP/s / 2). "
+              "MACs: ptflops' default count per 10 s clip (conv + dense + BN/ReLU/pool).", ""]
+    table = []
+    for r in rec["rows"]:
+        table.append([r["label"], r["n_mels"], f"{r['params']:,}", f"{r['macs_per_clip'] / 1e6:,.0f} M",
+                      f"{r['train_clips_per_s']:.2f}", f"{r['train_gflops']:.1f}",
+                      f"{100 * r['train_fraction_of_matmul']:.0f} %",
+                      f"{r.get('train_ratio_vs_ssn', float('nan')):.2f}x",
+                      f"{r['infer_clips_per_s']:.1f}", f"{100 * r['infer_fraction_of_matmul']:.0f} %",
+                      f"{r.get('infer_ratio_vs_ssn', float('nan')):.2f}x",
+                      f"{r.get('macs_ratio_vs_ssn', float('nan')):.2f}x"])
+    lines += [tabulate(table, ["config", "mels", "params", "MACs/clip", "train clips/s", "train GFLOP/s",
+                               "train % matmul", "train vs SSN", "infer clips/s", "infer % matmul", "infer vs SSN",
+                               "SSN MACs / its MACs"], tablefmt="github"), ""]
+    lines += ["## Targets (FCNN with its default implementation)", ""]
+    lines += [tabulate([[v["what"], v["target"], f"{v['value']:.2f}" if "matmul" not in v["what"] else f"{100 * v['value']:.0f} %",
+                         "pass" if v["pass"] else "FAIL"] for v in rec["verdicts"]],
+                       ["target", "needs", "measured", ""], tablefmt="github"), ""]
+    lines += ["## FCNN implementations compared (same run)", ""]
+    for mels in rec["mels"]:
+        impls = [r for r in rec["rows"] if r["arch"] == "fcnn" and r["n_mels"] == mels]
+        if not impls:
+            continue
+        ref = next((r for r in impls if r["impl"] == "reference"), None)
+        rows = [[r["impl"], f"{r['train_clips_per_s']:.2f}",
+                 f"{r['train_clips_per_s'] / ref['train_clips_per_s']:.2f}x" if ref else "",
+                 f"{r['infer_clips_per_s']:.1f}",
+                 f"{r['infer_clips_per_s'] / ref['infer_clips_per_s']:.2f}x" if ref else ""] for r in impls]
+        lines += [f"{mels} mels:", "", tabulate(rows, ["conv_impl", "train clips/s", "vs reference", "infer clips/s",
+                                                        "vs reference"], tablefmt="github"), ""]
+    if rec.get("allocator_ms"):
+        a = rec["allocator_ms"]
+        lines += [f"Allocator (runner's `tune_cpu_allocator`): an 82 MB elementwise op takes {a['default']} ms with "
+                  f"glibc's default malloc and {a['tuned']} ms with large blocks kept on the heap (fresh processes, "
+                  "1 thread). Every configuration above runs with the tuned allocator, as `harness run` does.", ""]
+    p = rec["projection"]
+    lines += [f"## Projected Table 1 grid ({rec['device']})", "",
+              f"{len(p['variants'])} variants x {len(GRID_MELS)} feature sizes x {GRID_SEEDS} seeds x {GRID_EPOCHS} epochs, "
+              f"{GRID_TRAIN_CLIPS:,} training + {GRID_EVAL_CLIPS:,} evaluation clips per epoch, at the throughputs "
+              "above (each variant at its architecture's CE + SpecAugment rate; triplet and mixup variants assumed "
+              f"to cost the same): **{p['total_hours']:,} h ({p['total_days']} days)**"
+              + (f"; not measured: {', '.join(p['missing'])}" if p["missing"] else "") + ".", ""]
+    if rec["device"] == "cpu":
+        lines += ["This is the CPU projection. No GPU was available in this session; GPU figures (throughput "
+                  "and the GPU grid time) were not measured.", ""]
+    lines += ["## Notes", "", *[f"- {n}" for n in rec["notes"]], ""]
+    return "\n".join(lines)
+
+
+NOTES = [
+    "`fused` (the default on CPU): each trunk block conv -> BatchNorm -> ReLU -> max-pool is one autograd "
+    "function. A C kernel (architectures/blocks.py, built on first use with the system compiler, -O3 "
+    "-march=native, OpenMP) computes the depthwise (1,7) conv, the BatchNorm batch sums and the window maxima "
+    "in one pass over each mel row, in registers/L1, so the full-resolution activation is never written; for "
+    "the first block (2 input channels) it computes the (7,1) conv on the fly too, and the backward recomputes "
+    "rather than stores. Because BN's affine map is monotone in sign(gamma)*y, ReLU and max-pool commute with it "
+    "and run on the 10x smaller pooled tensor; BN's gradient through its batch statistics is an affine "
+    "function of y plus the scatter at the window maxima, applied inside the backward kernel. The second "
+    "block's (7,1) conv (64 or 32 input channels: a real GEMM) stays on oneDNN in channels-last.",
+    "`reference`: Conv (7,1) then depthwise Conv (1,7), NCHW, as written. `channels-last`: the same two convs "
+    "on NHWC tensors. `dense`: the rank-1 kernel materialised (7x the conv MACs) as one 7x7 conv plus the "
+    "exact bias map.",
+    "Also tried during development (not in this run): torch.compile (inductor) of one block with the depthwise "
+    "conv as 7 shifted multiply-adds compiled (about 25 s) but was slower than the eager reference block; "
+    "oneDNN's depthwise weight gradient alone took more time than the whole fused block.",
+    "The triplet-loss variants use the PairedBatchSampler and a distance matrix; the projection assumes they "
+    "train at the CE rate of their architecture.",
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batch-size", type=int, default=32, help="training batch size (default 32, the paper's)")
+    p.add_argument("--archs", default=",".join(ARCHS), help=f"comma-separated architectures (default {','.join(ARCHS)})")
+    p.add_argument("--impls", default=",".join(IMPLS), help=f"FCNN conv_impl values to measure (default {','.join(IMPLS)})")
+    p.add_argument("--mels", default="40,200", help="comma-separated mel band counts (default 40,200)")
+    p.add_argument("--seconds", type=float, default=10.0,
+                   help="seconds of training per configuration and round, at least one step (default 10)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    p.add_argument("--eval-clips", type=int, default=128, help="clips per evaluation pass (default 128)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--out", type=Path, default=HERE / "results", help="output folder (default benchmarks/results)")
+    args = p.parse_args(argv)
+
+    import architectures  # noqa: F401  (registers)
+    import losses  # noqa: F401
+    from harness.complexity import measure
+    from harness.runner.train import tune_cpu_allocator
+
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no GPU is available here")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if device.type == "cpu":
+        tune_cpu_allocator()
+    archs = [a.strip() for a in args.archs.split(",") if a.strip()]
+    impls = [i.strip() for i in args.impls.split(",") if i.strip()]
+    mels = [int(m) for m in args.mels.split(",") if m.strip()]
+    default_impl = default_impl_for(device)
+    configs = [Config(a, m, i) for m in mels for a in archs for i in (impls if a == "fcnn" else [None])]
+
+    rec: dict[str, Any] = {"machine": machine(device), "device": device.type, "batch_size": args.batch_size,
+                           "seconds": args.seconds, "rounds": args.rounds, "mels": mels, "default_impl": default_impl,
+                           "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                           "load_avg_start": round(os.getloadavg()[0], 2)}
+    if device.type == "cpu":
+        rec["allocator_ms"] = allocator_check()
+    with tempfile.TemporaryDirectory(prefix="harness-bench-train-") as tmp:
+        for c in configs:
+            cx = measure(c.arch, c.n_mels, n_frames=N_FRAMES)
+            c.macs, c.macs_conv_linear, c.params = cx.macs, int(cx.macs_conv_linear or 0), cx.params
+            c.trainer = make_trainer(c, args.batch_size, device, max(args.batch_size, 32), args.eval_clips, Path(tmp))
+            t0 = time.perf_counter()
+            c.trainer.train_epoch(1)  # warm-up: kernels built, allocator primed
+            c.trainer.predict()
+            sync(device)
+            print(f"built {c.label} @ {c.n_mels} mels: {c.params:,} params, {c.macs / 1e6:.0f} M MACs/clip, "
+                  f"warm-up {time.perf_counter() - t0:.1f} s", flush=True)
+        mm: list[float] = []
+        for r in range(args.rounds):
+            for c in configs:
+                tr = c.trainer
+                c.train.append(run_for(lambda: (tr.train_epoch(1), args.batch_size)[1], args.seconds, device))
+                c.infer.append(run_for(lambda: (tr.predict(), args.eval_clips)[1], max(args.seconds / 3, 0.1), device))
+                print(f"round {r + 1}: {c.label:28s} {c.n_mels:4d} mels  train {c.train[-1][0] / c.train[-1][1]:8.2f} "
+                      f"clips/s  infer {c.infer[-1][0] / c.infer[-1][1]:8.2f} clips/s  (load {os.getloadavg()[0]:.1f})",
+                      flush=True)
+            mm.append(matmul_rate(2.0, device))
+            print(f"round {r + 1}: matmul {mm[-1] / 1e9:.1f} GFLOP/s", flush=True)
+    rec["load_avg_end"] = round(os.getloadavg()[0], 2)
+    rec["matmul_gflops_rounds"] = [round(v / 1e9, 2) for v in mm]
+    rec["matmul_gflops"] = round(median(mm) / 1e9, 2)
+    rec.update(summarise(configs, mm, device))
+    rec["verdicts"] = verdicts(rec["rows"], default_impl)
+    rec["pass"] = all(v["pass"] for v in rec["verdicts"]) if rec["verdicts"] else None
+    rec["projection"] = projection(rec["rows"], default_impl)
+    rec["gpu"] = ("measured" if device.type == "cuda" else
+                  "no GPU was available in this session; GPU figures not measured")
+    rec["notes"] = NOTES
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"train-{rec['machine']['host']}" + ("" if device.type == "cpu" else f"-{device.type}")
+    (args.out / f"{stem}.json").write_text(json.dumps(rec, indent=2) + "\n")
+    (args.out / f"{stem}.md").write_text(markdown(rec))
+    print(markdown(rec))
+    print(f"wrote {args.out / stem}.json and .md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
