@@ -12,18 +12,22 @@ the same parameters and state_dict keys, so a checkpoint trained with one loads 
 ``channels-last``  the same two convolutions on channels-last tensors (oneDNN's NHWC kernels).
 ``dense``          the rank-1 kernel materialised as one dense k×k conv plus the exact bias map
                    (k× the multiply-accumulates of the factorized form).
-``fused``          conv → BatchNorm → ReLU → max-pool of a trunk block as one step, with a small
-                   C kernel (compiled on first use, see :func:`fused_kernels`) that computes the
-                   depthwise time conv, the BatchNorm batch statistics and the pooling in one
-                   pass, never writing the full-resolution activation; for a block with few input
-                   channels (the first) it also computes the (k,1) conv on the fly. Backward
-                   recomputes instead of storing. CPU, float32/float64.
+``fused``          conv → BatchNorm → ReLU → max-pool (→ the dropout after the first pool) of a
+                   trunk block as one step, with small C kernels (compiled on first use, see
+                   :func:`fused_kernels`): one pass computes the depthwise time conv, the BatchNorm
+                   batch statistics and the window maxima without writing the full-resolution
+                   activation (for the first block, with 2 input channels, the (k,1) conv too);
+                   BN's affine map, ReLU and dropout then run on the 10x smaller pooled tensor (they
+                   commute with the pooling, see :func:`fused_block`); backward recomputes instead of
+                   storing. Dropout masks are the ones torch would draw (:func:`fused_dropout_exact`),
+                   so a seeded run sees the same masks as with ``reference``. CPU, float32/float64;
+                   the result depends on the thread count (per-thread partial sums), like oneDNN's.
 ``auto``           ``fused`` where it applies (CPU tensors, kernel available), else ``reference``.
 
 Where ``fused`` cannot run (a CUDA tensor, channels not a multiple of the vector width, forward
 hooks on the block's modules as ptflops installs, TorchScript or torch.compile tracing) the block
-computes the reference definition instead, so the choice never changes what a model computes,
-only how fast.
+computes the reference definition instead, so the choice never changes what a model computes
+(beyond float rounding), only how fast.
 """
 
 from __future__ import annotations
@@ -72,8 +76,8 @@ class FactorizedConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # "fused" works on a whole conv → BN → ReLU → pool block (Trunk); on its own the conv is
         # computed as defined.
-        if self.impl == "channels-last":
-            return self.time(self.freq(x.contiguous(memory_format=torch.channels_last)))
+        if self.impl == "channels-last":  # NCHW again outside, so what follows (dropout masks) is unchanged
+            return self.time(self.freq(x.contiguous(memory_format=torch.channels_last))).contiguous()
         if self.impl == "dense":
             k = self.kernel_size
             return F.conv2d(x, self.dense_kernel(), None, padding=k // 2) + self.bias_map(x.shape[-1])
@@ -131,11 +135,12 @@ typedef REAL real;
 typedef IREAL ireal;
 typedef real vec __attribute__((vector_size(64), aligned(sizeof(real))));
 typedef ireal ivec __attribute__((vector_size(64), aligned(sizeof(real))));
+typedef uint8_t mvec __attribute__((vector_size(64 / sizeof(REAL)), aligned(1)));  /* VL mask bytes */
 #define LD(p) (*(const vec *)(p))
 #define ST(p, v) (*(vec *)(p) = (v))
 
 typedef struct {
-    const real *z, *x, *wf, *bf, *wt, *bt;
+    const real *z, *x, *wf, *bf, *wt, *bt, *zeros;
     int Cin, B, F, T, C, K, ph, pw;
 } shape_t;
 
@@ -144,23 +149,29 @@ int FN(fcnn_vector_lanes)(void) { return VL; }
 /* zb[h .. h+T) = the z row (mel bin f of clip b) for channels c0 .. c0+VL; zero padding around.
    Stem: z = bf + sum_{i,a} wf[i][a] * x[b][i][f+a-h][t] (x NCHW); else read z (NHWC). */
 static inline __attribute__((always_inline)) void FN(load_z)(vec *zb, const shape_t *s, int b, int f, int c0,
-                                                             int K, const real **xr, vec *wfv, int *nq) {
+                                                             int K, int Cin, const real **xr, vec *wfv) {
     int h = K / 2, T = s->T, C = s->C;
     vec zero = {0};
     for (int p = 0; p < h; p++) { zb[p] = zero; zb[h + T + p] = zero; }
     if (s->x) {
-        int q = 0;
-        for (int i = 0; i < s->Cin; i++)
+        int q = Cin * K;
+        for (int i = 0; i < Cin; i++)
             for (int a = 0; a < K; a++) {
-                int fa = f + a - h;
-                if (fa < 0 || fa >= s->F) continue;
-                wfv[q] = LD(s->wf + ((size_t)i * K + a) * C + c0);
-                xr[q] = s->x + (((size_t)b * s->Cin + i) * s->F + fa) * T;
-                q++;
+                int fa = f + a - h;  /* outside the band: a row of zeros (keeps the tap count fixed) */
+                wfv[i * K + a] = LD(s->wf + ((size_t)i * K + a) * C + c0);
+                xr[i * K + a] = (fa < 0 || fa >= s->F) ? s->zeros : s->x + (((size_t)b * Cin + i) * s->F + fa) * T;
             }
-        *nq = q;
         vec bf = LD(s->bf + c0);
-        for (int t = 0; t < T; t++) {
+        int t = 0;
+        for (; t + 4 <= T; t += 4) {
+            vec a0 = bf, a1 = bf, a2 = bf, a3 = bf;
+            for (int k = 0; k < q; k++) {
+                const real *xk = xr[k] + t;
+                a0 += wfv[k] * xk[0]; a1 += wfv[k] * xk[1]; a2 += wfv[k] * xk[2]; a3 += wfv[k] * xk[3];
+            }
+            zb[h + t] = a0; zb[h + t + 1] = a1; zb[h + t + 2] = a2; zb[h + t + 3] = a3;
+        }
+        for (; t < T; t++) {
             vec acc = bf;
             for (int k = 0; k < q; k++) acc += wfv[k] * xr[k][t];
             zb[h + t] = acc;
@@ -171,16 +182,35 @@ static inline __attribute__((always_inline)) void FN(load_z)(vec *zb, const shap
     }
 }
 
+
+/* yb[t] = bt + sum_k wt[k] * zb[t + k] for t in [0, T) (zb zero-padded by h on both sides). */
+static inline __attribute__((always_inline)) void FN(dw_row)(vec *restrict yb, const vec *restrict zb,
+                                                             const vec *wt, vec bt, int T, int K) {
+    int t = 0;
+    for (; t + 4 <= T; t += 4) {
+        vec a0 = bt, a1 = bt, a2 = bt, a3 = bt;
+        for (int k = 0; k < K; k++) {
+            a0 += wt[k] * zb[t + k]; a1 += wt[k] * zb[t + k + 1];
+            a2 += wt[k] * zb[t + k + 2]; a3 += wt[k] * zb[t + k + 3];
+        }
+        yb[t] = a0; yb[t + 1] = a1; yb[t + 2] = a2; yb[t + 3] = a3;
+    }
+    for (; t < T; t++) {
+        vec a = bt;
+        for (int k = 0; k < K; k++) a += wt[k] * zb[t + k];
+        yb[t] = a;
+    }
+}
+
 /* Forward of one (clip, row group, channel block): y = bt + sum_k wt[k] z[t+k-h]; sums of y and
    y^2; max and its position over each (ph, pw) window (first maximum wins, as in max_pool2d). */
-static inline __attribute__((always_inline)) void FN(fwd_group)(const shape_t *s, int K, int b, int j, int c0,
-                                                                vec *zb, vec *pm, ivec *pi, real *P, ireal *idx,
-                                                                double *acc) {
+static inline __attribute__((always_inline)) void FN(fwd_group)(const shape_t *s, int K, int Cin, int b, int j, int c0,
+                                                                vec *zb, vec *yb, vec *pm, ivec *pi, real *P,
+                                                                ireal *idx, double *acc) {
     int T = s->T, C = s->C, ph = s->ph, pw = s->pw, Fp = s->F / ph, Tp = T / pw;
     int pooled = j < Fp, f0 = j * ph, f1 = pooled ? f0 + ph : s->F;
     vec wt[MAXK], wfv[MAXQ];
     const real *xr[MAXQ];
-    int nq = 0;
     for (int k = 0; k < K; k++) wt[k] = LD(s->wt + (size_t)k * C + c0);
     vec bt = LD(s->bt + c0), ninf = {0};
     ninf -= INFINITY;
@@ -188,107 +218,130 @@ static inline __attribute__((always_inline)) void FN(fwd_group)(const shape_t *s
     if (pooled)
         for (int tp = 0; tp < Tp; tp++) { pm[tp] = ninf; pi[tp] = izero; }
     for (int f = f0; f < f1; f++) {
-        FN(load_z)(zb, s, b, f, c0, K, xr, wfv, &nq);
-        vec s1 = {0}, s2 = {0};
-        int t = 0;
+        FN(load_z)(zb, s, b, f, c0, K, Cin, xr, wfv);
+        FN(dw_row)(yb, zb, wt, bt, T, K);
+        if (acc) {
+            vec s1a = {0}, s1b = {0}, s2a = {0}, s2b = {0};
+            int t = 0;
+            for (; t + 2 <= T; t += 2) {
+                vec y0 = yb[t], y1 = yb[t + 1];
+                s1a += y0; s1b += y1; s2a += y0 * y0; s2b += y1 * y1;
+            }
+            for (; t < T; t++) { s1a += yb[t]; s2a += yb[t] * yb[t]; }
+            s1a += s1b; s2a += s2b;
+            for (int l = 0; l < VL; l++) { acc[c0 + l] += s1a[l]; acc[C + c0 + l] += s2a[l]; }
+        }
         if (pooled) {
+            ireal base = (ireal)((f - f0) * pw);
             for (int tp = 0; tp < Tp; tp++) {
                 vec m = pm[tp];
                 ivec mi = pi[tp];
-                for (int d = 0; d < pw; d++, t++) {
-                    vec y = bt;
-                    for (int k = 0; k < K; k++) y += wt[k] * zb[t + k];
-                    s1 += y;
-                    s2 += y * y;
+                const vec *yw = yb + (size_t)tp * pw;
+                for (int d = 0; d < pw; d++) {
+                    vec y = yw[d];
                     ivec gt = (ivec)(y > m);
-                    ireal pos = (ireal)((f - f0) * pw + d);
                     m = (vec)(((ivec)y & gt) | ((ivec)m & ~gt));
-                    mi = (pos & gt) | (mi & ~gt);
+                    mi = ((base + d) & gt) | (mi & ~gt);
                 }
                 pm[tp] = m;
                 pi[tp] = mi;
             }
         }
-        for (; t < T; t++) {
-            vec y = bt;
-            for (int k = 0; k < K; k++) y += wt[k] * zb[t + k];
-            s1 += y;
-            s2 += y * y;
-        }
-        if (acc)
-            for (int l = 0; l < VL; l++) { acc[c0 + l] += s1[l]; acc[C + c0 + l] += s2[l]; }
     }
     if (pooled) {
         for (int tp = 0; tp < Tp; tp++) {
-            for (int l = 0; l < VL; l++) P[(((size_t)b * C + c0 + l) * Fp + j) * Tp + tp] = pm[tp][l];
-            *(ivec *)(idx + (((size_t)b * Fp + j) * Tp + tp) * C + c0) = pi[tp];
+            size_t o = (((size_t)b * Fp + j) * Tp + tp) * C + c0;
+            ST(P + o, pm[tp]);
+            *(ivec *)(idx + o) = pi[tp];
         }
     }
 }
 
 /* Backward of one group: dy = alpha + beta * y (+ dP at the window's maximum); gradients of the
    time conv (wt, bt), of z (written to gz when given) and, for the stem, of wf and bf. */
-static inline __attribute__((always_inline)) void FN(bwd_group)(const shape_t *s, int K, int b, int j, int c0,
-                                                                vec *zb, vec *gyb, const real *gP, const ireal *idx,
-                                                                const real *alpha, const real *beta, real *gz,
-                                                                double *acc) {
-    int h = K / 2, T = s->T, C = s->C, ph = s->ph, pw = s->pw, Fp = s->F / ph, Tp = T / pw, Cin = s->Cin;
+static inline __attribute__((always_inline)) void FN(bwd_group)(const shape_t *s, int K, int Cin, int b, int j, int c0,
+                                                                vec *zb, vec *gyb, vec *gzb, const real *gP,
+                                                                const ireal *idx, const real *alpha,
+                                                                const real *beta, real *gz, double *acc) {
+    int h = K / 2, T = s->T, C = s->C, ph = s->ph, pw = s->pw, Fp = s->F / ph, Tp = T / pw;
     int pooled = j < Fp, f0 = j * ph, f1 = pooled ? f0 + ph : s->F;
     vec wt[MAXK], wfv[MAXQ], gwt[MAXK], gwf[MAXQ];
     const real *xr[MAXQ];
-    int nq = 0;
     for (int k = 0; k < K; k++) wt[k] = LD(s->wt + (size_t)k * C + c0);
     vec bt = LD(s->bt + c0), al = LD(alpha + c0), be = LD(beta + c0), zero = {0};
+    vec btg = al + be * bt, wtg[MAXK];  /* dy's affine part folded into the time conv */
+    for (int k = 0; k < K; k++) wtg[k] = be * wt[k];
     double *agwt = acc, *agbt = acc + (size_t)K * C, *agwf = agbt + C, *agbf = agwf + (size_t)Cin * K * C;
     for (int f = f0; f < f1; f++) {
-        FN(load_z)(zb, s, b, f, c0, K, xr, wfv, &nq);
+        FN(load_z)(zb, s, b, f, c0, K, Cin, xr, wfv);
         for (int p = 0; p < h; p++) { gyb[p] = zero; gyb[h + T + p] = zero; }
-        for (int t = 0; t < T; t++) {
-            vec y = bt;
-            for (int k = 0; k < K; k++) y += wt[k] * zb[t + k];
-            gyb[h + t] = al + be * y;
-        }
-        if (pooled) {
+        FN(dw_row)(gyb + h, zb, wtg, btg, T, K);
+        if (pooled) {  /* dP (B,Fp,Tp,C) back to the window maximum of this row */
             int df = f - f0;
+            ireal lo = (ireal)(df * pw);
             for (int tp = 0; tp < Tp; tp++) {
-                const ireal *ir = idx + (((size_t)b * Fp + j) * Tp + tp) * C + c0;
-                for (int l = 0; l < VL; l++) {
-                    ireal id = ir[l];
-                    if (id / pw == df)
-                        gyb[h + tp * pw + id % pw][l] += gP[(((size_t)b * C + c0 + l) * Fp + j) * Tp + tp];
+                size_t o = (((size_t)b * Fp + j) * Tp + tp) * C + c0;
+                ivec id = *(const ivec *)(idx + o) - lo;
+                vec gp = LD(gP + o);
+                vec *gw = gyb + h + (size_t)tp * pw;
+                for (int d = 0; d < pw; d++) {
+                    ivec hit = (ivec)(id == (ireal)d);
+                    gw[d] += (vec)((ivec)gp & hit);
                 }
             }
         }
-        vec gbt = zero, gbf = zero;
+        /* time conv weight and bias gradients: sum_t dy[t] z[t+k-h] */
+        vec gbt = zero;
         for (int k = 0; k < K; k++) gwt[k] = zero;
-        for (int q = 0; q < nq; q++) gwf[q] = zero;
-        real *gzr = gz ? gz + ((size_t)b * s->F + f) * T * C + c0 : NULL;
         for (int t = 0; t < T; t++) {
             vec g = gyb[h + t];
             gbt += g;
             for (int k = 0; k < K; k++) gwt[k] += g * zb[t + k];
-            vec o = zero;
-            for (int k = 0; k < K; k++) o += wt[k] * gyb[t + 2 * h - k];
-            if (s->x) {
-                gbf += o;
-                for (int q = 0; q < nq; q++) gwf[q] += o * xr[q][t];
-            }
-            if (gzr) ST(gzr + (size_t)t * C, o);
         }
         for (int l = 0; l < VL; l++) {
             agbt[c0 + l] += gbt[l];
             for (int k = 0; k < K; k++) agwt[(size_t)k * C + c0 + l] += gwt[k][l];
         }
-        if (s->x) {
-            int q = 0;
-            for (int i = 0; i < Cin; i++)
-                for (int a = 0; a < K; a++) {
-                    int fa = f + a - h;
-                    if (fa < 0 || fa >= s->F) continue;
-                    for (int l = 0; l < VL; l++) agwf[((size_t)i * K + a) * C + c0 + l] += gwf[q][l];
-                    q++;
+        /* dz[u] = sum_k wt[k] dy[u+h-k]: the transposed time conv (kernel reversed) */
+        vec wr[MAXK];
+        for (int k = 0; k < K; k++) wr[k] = wt[K - 1 - k];
+        vec *out = gzb;
+        if (gz && !s->x) out = NULL;
+        if (out) FN(dw_row)(out, gyb, wr, zero, T, K);
+        else {
+            real *gzr = gz + ((size_t)b * s->F + f) * T * C + c0;
+            int t = 0;
+            for (; t + 4 <= T; t += 4) {
+                vec a0 = zero, a1 = zero, a2 = zero, a3 = zero;
+                for (int k = 0; k < K; k++) {
+                    a0 += wr[k] * gyb[t + k]; a1 += wr[k] * gyb[t + k + 1];
+                    a2 += wr[k] * gyb[t + k + 2]; a3 += wr[k] * gyb[t + k + 3];
                 }
+                ST(gzr + (size_t)t * C, a0); ST(gzr + (size_t)(t + 1) * C, a1);
+                ST(gzr + (size_t)(t + 2) * C, a2); ST(gzr + (size_t)(t + 3) * C, a3);
+            }
+            for (; t < T; t++) {
+                vec a = zero;
+                for (int k = 0; k < K; k++) a += wr[k] * gyb[t + k];
+                ST(gzr + (size_t)t * C, a);
+            }
+        }
+        if (s->x) {
+            vec gbf = zero;
+            const int Q = Cin * K;
+            for (int q = 0; q < Q; q++) gwf[q] = zero;
+            for (int t = 0; t < T; t++) {
+                vec o = gzb[t];
+                gbf += o;
+                for (int q = 0; q < Q; q++) gwf[q] += o * xr[q][t];
+            }
+            for (int q = 0; q < Q; q++)
+                for (int l = 0; l < VL; l++) agwf[(size_t)q * C + c0 + l] += gwf[q][l];
             for (int l = 0; l < VL; l++) agbf[c0 + l] += gbf[l];
+            if (gz) {
+                real *gzr = gz + ((size_t)b * s->F + f) * T * C + c0;
+                for (int t = 0; t < T; t++) ST(gzr + (size_t)t * C, gzb[t]);
+            }
         }
     }
 }
@@ -303,17 +356,21 @@ static int FN(unsupported)(const real *x, int Cin, int C, int K) {
 #define THREAD_ID 0
 #endif
 
-/* P (B,C,Fp,Tp) NCHW; idx (B,Fp,Tp,C); stats [nthreads][2][C] or NULL. 0 = done, 1 = unsupported. */
+/* P and idx (B,Fp,Tp,C); stats [nthreads][2][C] or NULL. 0 = done, 1 = unsupported. */
 int FN(fcnn_fwd)(const real *z, const real *x, const real *wf, const real *bf, int Cin,
                  const real *wt, const real *bt, int B, int F, int T, int C, int K, int ph, int pw,
                  real *P, ireal *idx, double *stats, int nthreads) {
     if (FN(unsupported)(x, Cin, C, K)) return 1;
-    shape_t s = {z, x, wf, bf, wt, bt, Cin, B, F, T, C, K, ph, pw};
+    real *zeros = (real *)calloc((size_t)T + 1, sizeof(real));
+    if (!zeros) return 2;
+    shape_t s = {z, x, wf, bf, wt, bt, zeros, x ? Cin : 0, B, F, T, C, K, ph, pw};
+    if (!x) Cin = 0;
     int Fp = F / ph, Tp = T / pw, gpb = Fp + (F > Fp * ph), ncb = C / VL;
     long total = (long)B * gpb * ncb;
 #pragma omp parallel num_threads(nthreads)
     {
         vec *zb = (vec *)aligned_alloc(64, 64 * (size_t)(T + 2 * K));
+        vec *yb = (vec *)aligned_alloc(64, 64 * (size_t)(T + 2 * K));
         vec *pm = (vec *)aligned_alloc(64, 64 * (size_t)(Tp + 1));
         ivec *pi = (ivec *)aligned_alloc(64, 64 * (size_t)(Tp + 1));
         double *acc = stats ? stats + (size_t)THREAD_ID * 2 * C : NULL;
@@ -322,11 +379,13 @@ int FN(fcnn_fwd)(const real *z, const real *x, const real *wf, const real *bf, i
             int cb = (int)(g % ncb);
             long r = g / ncb;
             int b = (int)(r / gpb), j = (int)(r % gpb);
-            if (K == 7) FN(fwd_group)(&s, 7, b, j, cb * VL, zb, pm, pi, P, idx, acc);
-            else FN(fwd_group)(&s, K, b, j, cb * VL, zb, pm, pi, P, idx, acc);
+            if (K == 7 && Cin == 2) FN(fwd_group)(&s, 7, 2, b, j, cb * VL, zb, yb, pm, pi, P, idx, acc);
+            else if (K == 7) FN(fwd_group)(&s, 7, Cin, b, j, cb * VL, zb, yb, pm, pi, P, idx, acc);
+            else FN(fwd_group)(&s, K, Cin, b, j, cb * VL, zb, yb, pm, pi, P, idx, acc);
         }
-        free(zb); free(pm); free(pi);
+        free(zb); free(yb); free(pm); free(pi);
     }
+    free(zeros);
     return 0;
 }
 
@@ -336,7 +395,10 @@ int FN(fcnn_bwd)(const real *z, const real *x, const real *wf, const real *bf, i
                  const real *gP, const ireal *idx, const real *alpha, const real *beta,
                  real *gz, double *parts, int nthreads) {
     if (FN(unsupported)(x, Cin, C, K)) return 1;
-    shape_t s = {z, x, wf, bf, wt, bt, Cin, B, F, T, C, K, ph, pw};
+    real *zeros = (real *)calloc((size_t)T + 1, sizeof(real));
+    if (!zeros) return 2;
+    shape_t s = {z, x, wf, bf, wt, bt, zeros, x ? Cin : 0, B, F, T, C, K, ph, pw};
+    if (!x) Cin = 0;
     int Fp = F / ph, gpb = Fp + (F > Fp * ph), ncb = C / VL;
     long total = (long)B * gpb * ncb;
     size_t psize = (size_t)K * C + C + (x ? (size_t)Cin * K * C + C : 0);
@@ -344,19 +406,157 @@ int FN(fcnn_bwd)(const real *z, const real *x, const real *wf, const real *bf, i
     {
         vec *zb = (vec *)aligned_alloc(64, 64 * (size_t)(T + 2 * K));
         vec *gyb = (vec *)aligned_alloc(64, 64 * (size_t)(T + 2 * K));
+        vec *gzb = (vec *)aligned_alloc(64, 64 * (size_t)(T + 2 * K));
         double *acc = parts + (size_t)THREAD_ID * psize;
 #pragma omp for schedule(static)
         for (long g = 0; g < total; g++) {
             int cb = (int)(g % ncb);
             long r = g / ncb;
             int b = (int)(r / gpb), j = (int)(r % gpb);
-            if (K == 7) FN(bwd_group)(&s, 7, b, j, cb * VL, zb, gyb, gP, idx, alpha, beta, gz, acc);
-            else FN(bwd_group)(&s, K, b, j, cb * VL, zb, gyb, gP, idx, alpha, beta, gz, acc);
+            if (K == 7 && Cin == 2) FN(bwd_group)(&s, 7, 2, b, j, cb * VL, zb, gyb, gzb, gP, idx, alpha, beta, gz, acc);
+            else if (K == 7) FN(bwd_group)(&s, 7, Cin, b, j, cb * VL, zb, gyb, gzb, gP, idx, alpha, beta, gz, acc);
+            else FN(bwd_group)(&s, K, Cin, b, j, cb * VL, zb, gyb, gzb, gP, idx, alpha, beta, gz, acc);
         }
-        free(zb); free(gyb);
+        free(zb); free(gyb); free(gzb);
+    }
+    free(zeros);
+    return 0;
+}
+
+/* Epilogue: BatchNorm's affine map, ReLU and (optionally) the dropout that follows the pooling.
+   out (B,C,Fp,Tp) = max(0, a * P + sh) * noise, P (B,Fp,Tp,C); noise = keep where mask (B,Fp,Tp,C)
+   is set, 0 where not (no dropout: mask NULL). out is written NCHW, or NHWC when out_nhwc. */
+int FN(fcnn_epi_fwd)(const real *P, const real *a, const real *sh, int B, int Fp, int Tp, int C, real *out,
+                     const uint8_t *mask, double keep, int out_nhwc, int nthreads) {
+    if (C % VL) return 1;
+    int ncb = C / VL;
+    long total = (long)B * Fp * ncb;
+    real kp = (real)keep;
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (long g = 0; g < total; g++) {
+        int c0 = (int)(g % ncb) * VL;
+        long r = g / ncb;
+        int b = (int)(r / Fp), j = (int)(r % Fp);
+        vec av = LD(a + c0), sv = LD(sh + c0), zero = {0};
+        for (int tp = 0; tp < Tp; tp++) {
+            size_t o = (((size_t)b * Fp + j) * Tp + tp) * C + c0;
+            vec v = av * LD(P + o) + sv;
+            ivec pos = (ivec)(v > zero);
+            v = (vec)((ivec)v & pos);
+            if (mask) v = v * (__builtin_convertvector(*(const mvec *)(mask + o), vec) * kp);
+            if (out_nhwc) ST(out + o, v);
+            else
+                for (int l = 0; l < VL; l++) out[(((size_t)b * C + c0 + l) * Fp + j) * Tp + tp] = v[l];
+        }
     }
     return 0;
 }
+
+/* Its backward: gP (B,Fp,Tp,C) = g * noise * [a P + sh > 0] * a with g NCHW (or NHWC when g_nhwc);
+   per-thread sums of g * noise * [..] * P (gradient of a) and g * noise * [..] (of sh) into
+   parts[nthreads][2][C]. */
+int FN(fcnn_epi_bwd)(const real *P, const real *a, const real *sh, const real *gout, int B, int Fp, int Tp, int C,
+                     real *gP, const uint8_t *mask, double keep, int g_nhwc, double *parts, int nthreads) {
+    if (C % VL) return 1;
+    int ncb = C / VL;
+    long total = (long)B * Fp * ncb;
+    real kp = (real)keep;
+#pragma omp parallel num_threads(nthreads)
+    {
+        double *acc = parts + (size_t)THREAD_ID * 2 * C;
+#pragma omp for schedule(static)
+        for (long g = 0; g < total; g++) {
+            int c0 = (int)(g % ncb) * VL;
+            long r = g / ncb;
+            int b = (int)(r / Fp), j = (int)(r % Fp);
+            vec av = LD(a + c0), sv = LD(sh + c0), zero = {0}, ga = zero, gs = zero;
+            for (int tp = 0; tp < Tp; tp++) {
+                size_t o = (((size_t)b * Fp + j) * Tp + tp) * C + c0;
+                vec pv = LD(P + o), gv;
+                if (g_nhwc) gv = LD(gout + o);
+                else
+                    for (int l = 0; l < VL; l++) gv[l] = gout[(((size_t)b * C + c0 + l) * Fp + j) * Tp + tp];
+                if (mask) gv = gv * (__builtin_convertvector(*(const mvec *)(mask + o), vec) * kp);
+                ivec pos = (ivec)(av * pv + sv > zero);
+                gv = (vec)((ivec)gv & pos);
+                ga += gv * pv;
+                gs += gv;
+                ST(gP + o, gv * av);
+            }
+            for (int l = 0; l < VL; l++) { acc[c0 + l] += ga[l]; acc[C + c0 + l] += gs[l]; }
+        }
+    }
+    return 0;
+}
+
+#ifdef FCNN_COMMON
+/* Dropout masks exactly as torch's CPU bernoulli_(q) draws them from the default generator
+   (ATen's mt19937; two 32-bit words per element, u = ((hi << 32 | lo) mod 2^53) / 2^53, keep
+   when u < q), n elements in memory order. The generator state (624 words stored as 64-bit,
+   the countdown `left` and the position `next`, as in torch.get_rng_state()) is advanced in place. */
+static inline uint32_t mt_twist(uint32_t u, uint32_t v) {
+    return (((u & 0x80000000u) | (v & 0x7fffffffu)) >> 1) ^ ((v & 1u) ? 0x9908b0dfu : 0u);
+}
+
+int fcnn_bernoulli_mask(uint64_t *state64, int32_t *left, uint64_t *next, long n, double q, uint8_t *mask) {
+    enum { N = 624, M = 397 };
+    uint32_t st[N], w[N];
+    for (int i = 0; i < N; i++) st[i] = (uint32_t)state64[i];
+    long lf = *left, nx = (long)*next;
+    /* u < q  <=>  m < q * 2^53 (exact: a power-of-two scale)  <=>  m < ceil(q * 2^53) for integer m */
+    uint64_t thr = (uint64_t)ceil(q * 9007199254740992.0);
+    const uint64_t mask53 = (1ull << 53) - 1;
+    long e = 0;
+    int have_hi = 0;
+    uint32_t hi = 0;
+    while (e < n) {
+        int pos, avail;
+        if (lf > 1) {  /* words of the current block not yet drawn: next .. N-1 */
+            pos = (int)nx;
+            avail = (int)(lf - 1);
+        } else {       /* ATen: --left reaches 0 -> twist, left = N, next = 0, then the draw */
+            uint32_t *p = st;
+            for (int i = 0; i < N - M; i++) p[i] = p[i + M] ^ mt_twist(p[i], p[i + 1]);
+            for (int i = N - M; i < N - 1; i++) p[i] = p[i + M - N] ^ mt_twist(p[i], p[i + 1]);
+            p[N - 1] = p[M - 1] ^ mt_twist(p[N - 1], p[0]);
+            lf = N + 1;
+            nx = 0;
+            pos = 0;
+            avail = N;
+        }
+        for (int i = pos; i < pos + avail; i++) {
+            uint32_t y = st[i];
+            y ^= (y >> 11);
+            y ^= (y << 7) & 0x9d2c5680u;
+            y ^= (y << 15) & 0xefc60000u;
+            y ^= (y >> 18);
+            w[i] = y;
+        }
+        int i = pos, end = pos + avail;
+        if (have_hi && i < end) {
+            uint64_t m = (((uint64_t)hi << 32) | w[i++]) & mask53;
+            mask[e++] = m < thr;
+            have_hi = 0;
+        }
+        long pairs = (end - i) / 2;
+        if (pairs > n - e) pairs = n - e;
+        for (long k = 0; k < pairs; k++) {
+            uint64_t m = (((uint64_t)w[i + 2 * k] << 32) | w[i + 2 * k + 1]) & mask53;
+            mask[e + k] = m < thr;
+        }
+        e += pairs;
+        i += (int)(2 * pairs);
+        if (e < n && i < end) { hi = w[i++]; have_hi = 1; }
+        int used = i - pos;
+        lf -= used;
+        nx += used;
+    }
+    for (int i = 0; i < N; i++) state64[i] = st[i];
+    *left = (int32_t)lf;
+    *next = (uint64_t)nx;
+    return 0;
+}
+#endif
 """
 
 _PRECISIONS = {torch.float32: ("float", "int32_t", "_f32"), torch.float64: ("double", "int64_t", "_f64")}
@@ -393,8 +593,10 @@ def _compile(target: Path) -> None:
             try:
                 for real, ireal, sfx in _PRECISIONS.values():
                     obj = Path(tmp) / f"k{sfx}.o"
-                    subprocess.run([cc, "-std=c11", "-O3", "-march=native", "-fPIC", "-fno-math-errno", *openmp,
-                                    f"-DREAL={real}", f"-DIREAL={ireal}", f"-DSFX={sfx}", "-c", str(src), "-o", str(obj)],
+                    common = ["-DFCNN_COMMON"] if sfx == "_f32" else []  # precision-free code: once
+                    subprocess.run([cc, "-std=c11", "-ffp-contract=fast", "-O3", "-march=native", "-fPIC", "-fno-math-errno",
+                                    *openmp, *common, f"-DREAL={real}", f"-DIREAL={ireal}", f"-DSFX={sfx}", "-c",
+                                    str(src), "-o", str(obj)],
                                    check=True, capture_output=True, text=True, timeout=300)
                     objs.append(str(obj))
                 out = Path(tmp) / "lib.so"
@@ -436,9 +638,10 @@ def fused_kernels() -> Any:
                 _compile(target)
             lib = ctypes.CDLL(str(target))
             for _, _, sfx in _PRECISIONS.values():
-                for name in ("fcnn_fwd", "fcnn_bwd"):
+                for name in ("fcnn_fwd", "fcnn_bwd", "fcnn_epi_fwd", "fcnn_epi_bwd"):
                     fn = getattr(lib, name + sfx)
                     fn.restype = ctypes.c_int
+            lib.fcnn_bernoulli_mask.restype = ctypes.c_int
             _lib = lib
         except (OSError, AttributeError) as exc:
             _lib_error = str(exc)
@@ -457,7 +660,8 @@ def _ptr(t: torch.Tensor | None) -> ctypes.c_void_p:
 def _kernel_call(name: str, dtype: torch.dtype, *args: Any) -> None:
     fn = getattr(fused_kernels(), name + _PRECISIONS[dtype][2])
     cargs = [a if isinstance(a, ctypes.c_void_p) else
-             (_ptr(a) if a is None or isinstance(a, torch.Tensor) else ctypes.c_int(int(a))) for a in args]
+             _ptr(a) if a is None or isinstance(a, torch.Tensor) else
+             ctypes.c_double(a) if isinstance(a, float) else ctypes.c_int(int(a)) for a in args]
     if fn(*cargs) != 0:
         raise RuntimeError(f"{name}: shape not supported by the fused kernels")  # callers check first
 
@@ -474,7 +678,7 @@ class _FusedTimeConvPool(torch.autograd.Function):
 
     Inputs: ``inp`` (z (B,C,F,T) or the stem's x (B,Cin,F,T)), ``wf`` (Cin,k,C) and ``bf`` (C)
     for the stem (None otherwise), ``wt`` (k,C), ``bt`` (C). Outputs the pooled maxima P
-    (B,C,F//ph,T//pw) of y = time(z) and, with ``stats``, the batch mean and biased variance of y
+    (B,F//ph,T//pw,C) of y = time(z) and, with ``stats``, the batch mean and biased variance of y
     over (B,F,T). Backward takes gradients of all three and recomputes y (and z for the stem).
     """
 
@@ -492,7 +696,7 @@ class _FusedTimeConvPool(torch.autograd.Function):
             cin = 0
         wt, bt = wt.contiguous(), bt.contiguous()
         fp, tp = f // ph, t // pw
-        pooled = inp.new_empty((b, c, fp, tp))
+        pooled = inp.new_empty((b, fp, tp, c))  # channels last: one vector of channels per window
         idx = torch.empty((b, fp, tp, c), dtype=torch.int32 if dtype == torch.float32 else torch.int64)
         part = torch.zeros((threads, 2, c), dtype=torch.float64) if stats else None
         _kernel_call("fcnn_fwd", dtype, z, x, wf, bf, cin, wt, bt, b, f, t, c, k, ph, pw, pooled, idx, part, threads)
@@ -521,7 +725,7 @@ class _FusedTimeConvPool(torch.autograd.Function):
         alpha = (g_mean / n - beta * ctx.mean).to(dtype)
         beta = beta.to(dtype)
         if g_pooled is None:
-            g_pooled = torch.zeros((b, c, f // ph, t // pw), dtype=dtype)
+            g_pooled = torch.zeros((b, f // ph, t // pw, c), dtype=dtype)
         g_pooled = g_pooled.contiguous()
         need_input = ctx.needs_input_grad[0]
         gz = torch.empty((b, f, t, c), dtype=dtype) if need_input else None
@@ -543,6 +747,80 @@ class _FusedTimeConvPool(torch.autograd.Function):
             else:
                 g_inp = gz
         return g_inp, g_wf, g_bf, g_wt, g_bt, None, None, None, None, None
+
+
+class _AffineReLUDropout(torch.autograd.Function):
+    """``max(0, a·P + shift)`` per channel (then ``· noise``, the dropout's 0 or 1/(1-p), where a mask
+    is given), from P (B,Fp,Tp,C) to (B,C,Fp,Tp), NCHW or channels-last."""
+
+    @staticmethod
+    def forward(ctx, pooled, a, shift, threads: int, mask, keep: float, channels_last: bool):
+        b, fp, tp, c = pooled.shape
+        a, shift = a.contiguous(), shift.contiguous()
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        out = torch.empty((b, c, fp, tp), dtype=pooled.dtype, memory_format=fmt)
+        _kernel_call("fcnn_epi_fwd", pooled.dtype, pooled, a, shift, b, fp, tp, c, out, mask, float(keep),
+                     int(channels_last), threads)
+        ctx.save_for_backward(pooled, a, shift, mask)
+        ctx.threads, ctx.keep = threads, float(keep)
+        return out
+
+    @staticmethod
+    def backward(ctx, g_out):
+        pooled, a, shift, mask = ctx.saved_tensors
+        b, fp, tp, c = pooled.shape
+        nhwc = g_out.is_contiguous(memory_format=torch.channels_last) and not g_out.is_contiguous()
+        g_out = g_out.contiguous(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
+        g_pooled = torch.empty_like(pooled)
+        parts = torch.zeros((ctx.threads, 2, c), dtype=torch.float64)
+        _kernel_call("fcnn_epi_bwd", pooled.dtype, pooled, a, shift, g_out, b, fp, tp, c, g_pooled, mask, ctx.keep,
+                     int(nhwc), parts, ctx.threads)
+        sums = parts.sum(0).to(pooled.dtype)
+        return g_pooled, sums[0], sums[1], None, None, None, None
+
+
+#: Layout of torch.get_rng_state() for the CPU generator (ATen's CPUGeneratorImplState): the
+#: mt19937 countdown ``left`` at byte 8, position ``next`` at 16, the 624 state words (as 64-bit) at 24.
+_RNG_STATE_BYTES, _RNG_LEFT, _RNG_NEXT, _RNG_WORDS = 5056, 8, 16, 24
+_dropout_exact: bool | None = None
+
+
+def _dropout_mask(shape: tuple[int, int, int, int], keep_prob: float) -> torch.Tensor:
+    """The mask torch's CPU ``bernoulli_(keep_prob)`` would draw for an NCHW tensor of ``shape``, as
+    (B,Fp,Tp,C) uint8, advancing the default generator exactly as that call does."""
+    state = torch.get_rng_state()
+    base = state.data_ptr()
+    mask = torch.empty(shape, dtype=torch.uint8)  # drawn in NCHW order, like bernoulli_ on the NCHW tensor
+    fused_kernels().fcnn_bernoulli_mask(ctypes.c_void_p(base + _RNG_WORDS), ctypes.c_void_p(base + _RNG_LEFT),
+                                        ctypes.c_void_p(base + _RNG_NEXT), ctypes.c_long(mask.numel()),
+                                        ctypes.c_double(keep_prob), _ptr(mask))
+    torch.set_rng_state(state)
+    return mask.permute(0, 2, 3, 1).contiguous()
+
+
+def fused_dropout_exact() -> bool:
+    """Whether :func:`_dropout_mask` reproduces this torch's dropout masks bit for bit (checked once
+    against ``bernoulli_`` on a few shapes; where it does not, dropout runs as the module)."""
+    global _dropout_exact
+    if _dropout_exact is None:
+        ok = fused_kernels() is not None and torch.get_rng_state().numel() == _RNG_STATE_BYTES
+        saved = torch.get_rng_state()
+        try:
+            for shape, q in (((2, 3, 5, 7), 0.7), ((3, 16, 4, 9), 0.37), ((1, 16, 10, 100), 0.5)):
+                if not ok:
+                    break
+                torch.set_rng_state(saved)
+                ref = torch.empty(shape).bernoulli_(q).bool()
+                ref_state = torch.get_rng_state()
+                torch.set_rng_state(saved)
+                mine = _dropout_mask(shape, q).permute(0, 3, 1, 2).bool()
+                ok = bool(torch.equal(mine, ref)) and torch.equal(torch.get_rng_state(), ref_state)
+        except (RuntimeError, OSError, AttributeError):
+            ok = False
+        finally:
+            torch.set_rng_state(saved)
+        _dropout_exact = ok
+    return _dropout_exact
 
 
 def _is_plain_pool(pool: nn.Module) -> bool:
@@ -582,13 +860,16 @@ def fused_applies(block: nn.Sequential, pool: nn.Module, x: torch.Tensor) -> boo
     return fused_kernels() is not None
 
 
-def fused_block(block: nn.Sequential, pool: nn.MaxPool2d, x: torch.Tensor) -> torch.Tensor:
-    """``pool(ReLU(BN(conv(x))))`` for a factorized conv block, the running statistics updated.
+def fused_block(block: nn.Sequential, pool: nn.MaxPool2d, x: torch.Tensor, dropout: nn.Module | None = None,
+                channels_last: bool = False) -> torch.Tensor:
+    """``dropout(pool(ReLU(BN(conv(x)))))`` for a factorized conv block, the running statistics updated.
 
     With s = sign(BN weight) (+1 at 0), BN's affine map on y is |a|·(s·y) + c with |a| ≥ 0,
     monotone in s·y, so ReLU and the max-pool commute with it: the kernel pools s·y (by
     negating the time conv's weights where s < 0) and the affine map and ReLU run on the
-    pooled tensor. The BN statistics of y come out of the same pass.
+    pooled tensor. The BN statistics of y come out of the same pass. A training-mode ``nn.Dropout``
+    is applied in the same last pass with the mask torch itself would draw (same generator, same
+    order: :func:`fused_dropout_exact`); ``channels_last`` picks the output's memory format.
     """
     conv, bn = block[0], block[1]
     k = conv.kernel_size
@@ -621,7 +902,17 @@ def fused_block(block: nn.Sequential, pool: nn.MaxPool2d, x: torch.Tensor) -> to
         a = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
         abs_a = a * s
         shift = bn.bias - a * bn.running_mean
-    return torch.relu(pooled * abs_a.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1))
+    mask, keep = None, 1.0
+    fuse_drop = (type(dropout) is nn.Dropout and dropout.training and 0.0 < dropout.p < 1.0
+                 and not _hooked([dropout]) and fused_dropout_exact())
+    if fuse_drop:
+        q = 1.0 - dropout.p
+        mask = _dropout_mask((x.shape[0], cout, pooled.shape[1], pooled.shape[2]), q)
+        keep = float(torch.tensor(1.0, dtype=x.dtype) / torch.tensor(q, dtype=x.dtype))  # as noise.div_(1 - p)
+    module_drop = dropout is not None and not fuse_drop
+    # dropout left to the module draws its mask in memory order: give it the reference's NCHW layout
+    out = _AffineReLUDropout.apply(pooled, abs_a, shift, threads, mask, keep, channels_last and not module_drop)
+    return dropout(out) if module_drop else out
 
 
 def check_kernel(kernel_size: int) -> int:
@@ -690,8 +981,8 @@ class Trunk(nn.Module):
         """
         if x.shape[-1] // self.time_pool != self.n_frames // self.time_pool:
             raise ConfigError(f"{self.what} was built for n_frames={self.n_frames}, got input with {x.shape[-1]} frames")
-        if fused_applies(self.block1, self.pool1, x):
-            x = self.drop1(fused_block(self.block1, self.pool1, x))
+        if fused_applies(self.block1, self.pool1, x):  # dropout included; channels-last for the next conv
+            x = fused_block(self.block1, self.pool1, x, dropout=self.drop1, channels_last=True)
         else:
             x = self.drop1(self.pool1(self.block1(x)))
         if fused_applies(self.block2, self.pool2, x):

@@ -159,6 +159,72 @@ def allocator_check() -> dict[str, float]:
     return out
 
 
+def block_micro(batch_size: int, try_compile: bool) -> list[dict[str, Any]]:
+    """ms for forward+backward of one FCNN-40 trunk block (conv, BN, ReLU, pool, and dropout after the
+    first) at full size, per implementation, and of the dropout mask alone (CPU, float32)."""
+    from torch import nn
+
+    from architectures.blocks import FactorizedConv2d, Trunk, _dropout_mask, fused_dropout_exact
+
+    def best(fn, n: int = 5) -> float:
+        fn()
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return round(min(times) * 1e3, 2)
+
+    out = []
+    for what, cin, cout, f, t, pool in (("block 1 (2->64, 20x500)", 2, 64, 20, 500, (2, 5)),
+                                        ("block 2 (64->64, 10x100)", 64, 64, 10, 100, (4, 100))):
+        torch.manual_seed(0)
+        x = torch.randn(batch_size, cin, f, t, requires_grad=cin > 2)
+        g = torch.randn(batch_size, cout, f // pool[0], t // pool[1])
+        for impl in IMPLS:
+            trunk = Trunk(20, 500, 2, (64, 64), 7, (2, 5), 0.3, factorized=True, impl=impl)
+            block, mp = (trunk.block1, trunk.pool1) if cin == 2 else (trunk.block2, trunk.pool2)
+            drop = trunk.drop1 if cin == 2 else nn.Identity()
+
+            def step(block=block, mp=mp, drop=drop):
+                from architectures.blocks import fused_applies, fused_block
+
+                if fused_applies(block, mp, x):
+                    y = fused_block(block, mp, x, dropout=drop if isinstance(drop, nn.Dropout) else None)
+                else:
+                    y = drop(mp(block(x)))
+                y.backward(g)
+
+            out.append({"what": what, "impl": impl, "fwd_bwd_ms": best(step)})
+        if try_compile and cin == 2:
+            conv = FactorizedConv2d(cin, cout, 7)
+            bn = nn.BatchNorm2d(cout)
+
+            def shifted(x):
+                z = nn.functional.pad(conv.freq(x), (3, 3))
+                w = conv.time.weight.view(1, cout, 1, 7)
+                y = conv.time.bias.view(1, -1, 1, 1) + sum(w[..., k:k + 1] * z[..., k:k + t] for k in range(7))
+                return nn.functional.max_pool2d(torch.relu(bn(y)), pool)
+
+            t0 = time.perf_counter()
+            compiled = torch.compile(shifted)
+            try:
+                compiled(x).backward(g)
+                out.append({"what": what, "impl": "torch.compile, depthwise as 7 shifted multiply-adds",
+                            "fwd_bwd_ms": best(lambda: compiled(x).backward(g)),
+                            "compile_s": round(time.perf_counter() - t0, 1)})
+            except Exception as exc:  # noqa: BLE001 - a compiler problem is a result to report
+                out.append({"what": what, "impl": "torch.compile", "error": str(exc).splitlines()[0][:200]})
+    shape = (batch_size, 64, 10, 100)
+    noise = torch.empty(shape)
+    out.append({"what": "dropout mask (32, 64, 10, 100)", "impl": "torch bernoulli_ (nn.Dropout)",
+                "fwd_bwd_ms": best(lambda: noise.bernoulli_(0.7))})
+    if fused_dropout_exact():
+        out.append({"what": "dropout mask (32, 64, 10, 100)", "impl": "fused: replay of torch's mt19937 stream",
+                    "fwd_bwd_ms": best(lambda: _dropout_mask(shape, 0.7))})
+    return out
+
+
 def machine(device: torch.device) -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     try:
@@ -298,6 +364,12 @@ def markdown(rec: dict[str, Any]) -> str:
                  f"{r['infer_clips_per_s'] / ref['infer_clips_per_s']:.2f}x" if ref else ""] for r in impls]
         lines += [f"{mels} mels:", "", tabulate(rows, ["conv_impl", "train clips/s", "vs reference", "infer clips/s",
                                                         "vs reference"], tablefmt="github"), ""]
+    if rec.get("block_micro"):
+        lines += ["## One trunk block, forward + backward (batch "
+                  f"{rec['batch_size']}, best of 5, ms; block 1 includes its dropout)", ""]
+        lines += [tabulate([[m["what"], m["impl"], m.get("fwd_bwd_ms", m.get("error")),
+                             m.get("compile_s", "")] for m in rec["block_micro"]],
+                           ["block", "implementation", "ms", "compile s"], tablefmt="github"), ""]
     if rec.get("allocator_ms"):
         a = rec["allocator_ms"]
         lines += [f"Allocator (runner's `tune_cpu_allocator`): an 82 MB elementwise op takes {a['default']} ms with "
@@ -318,21 +390,28 @@ def markdown(rec: dict[str, Any]) -> str:
 
 
 NOTES = [
-    "`fused` (the default on CPU): each trunk block conv -> BatchNorm -> ReLU -> max-pool is one autograd "
-    "function. A C kernel (architectures/blocks.py, built on first use with the system compiler, -O3 "
-    "-march=native, OpenMP) computes the depthwise (1,7) conv, the BatchNorm batch sums and the window maxima "
-    "in one pass over each mel row, in registers/L1, so the full-resolution activation is never written; for "
-    "the first block (2 input channels) it computes the (7,1) conv on the fly too, and the backward recomputes "
-    "rather than stores. Because BN's affine map is monotone in sign(gamma)*y, ReLU and max-pool commute with it "
-    "and run on the 10x smaller pooled tensor; BN's gradient through its batch statistics is an affine "
-    "function of y plus the scatter at the window maxima, applied inside the backward kernel. The second "
-    "block's (7,1) conv (64 or 32 input channels: a real GEMM) stays on oneDNN in channels-last.",
+    "`fused` (the default on CPU): each trunk block conv -> BatchNorm -> ReLU -> max-pool (-> the dropout "
+    "after the first pool) is one step. A C kernel (architectures/blocks.py, built on first use with the "
+    "system compiler, -O3 -march=native, OpenMP) computes the depthwise (1,7) conv, the BatchNorm batch sums "
+    "and the window maxima in one pass over each mel row, in registers/L1, so the full-resolution activation "
+    "is never written; for the first block (2 input channels) it computes the (7,1) conv on the fly too, and "
+    "the backward recomputes rather than stores. BN's affine map is monotone in sign(gamma)*y, so ReLU and "
+    "max-pool commute with it and run, with the dropout, on the 10x smaller pooled tensor; BN's gradient "
+    "through its batch statistics is an affine function of y plus the scatter at the window maxima, applied "
+    "inside the backward kernel. The second block's (7,1) conv (64 or 32 input channels: a real GEMM) stays "
+    "on oneDNN, channels-last.",
+    "Dropout masks in `fused` are torch's own: the kernel replays the default generator's mt19937 stream as "
+    "`bernoulli_` consumes it (checked bit for bit against `bernoulli_` at first use, else the module runs), "
+    "so seeded runs draw the same masks with every impl. PyTorch's CPU `bernoulli_` takes a serial "
+    "per-element path on this (non-Intel) CPU; see the dropout rows of the block table.",
     "`reference`: Conv (7,1) then depthwise Conv (1,7), NCHW, as written. `channels-last`: the same two convs "
-    "on NHWC tensors. `dense`: the rank-1 kernel materialised (7x the conv MACs) as one 7x7 conv plus the "
-    "exact bias map.",
-    "Also tried during development (not in this run): torch.compile (inductor) of one block with the depthwise "
-    "conv as 7 shifted multiply-adds compiled (about 25 s) but was slower than the eager reference block; "
-    "oneDNN's depthwise weight gradient alone took more time than the whole fused block.",
+    "on NHWC tensors (back to NCHW after the block). `dense`: the rank-1 kernel materialised (7x the conv "
+    "MACs) as one 7x7 conv plus the exact bias map. All three run BN, ReLU, pool and dropout as modules.",
+    "% of matmul above 100 % is possible: ptflops' MACs include BatchNorm/ReLU/pool work on the "
+    "full-resolution activation that `fused` does on the pooled tensor.",
+    "Threads: with other processes on the 2 cores, each OpenMP parallel region can wait a scheduler tick for "
+    "its second thread, which penalises many small ops (the training step) far more than one long matmul; "
+    "`--threads 1` measures the compute without that effect. The run's thread count is in the header.",
     "The triplet-loss variants use the PairedBatchSampler and a distance matrix; the projection assumes they "
     "train at the CE rate of their architecture.",
 ]
@@ -350,6 +429,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-clips", type=int, default=128, help="clips per evaluation pass (default 128)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--no-micro", action="store_true", help="skip the per-block micro-benchmark")
+    p.add_argument("--try-compile", action="store_true",
+                   help="also time torch.compile of a block (depthwise as shifted multiply-adds; slow to compile)")
     p.add_argument("--out", type=Path, default=HERE / "results", help="output folder (default benchmarks/results)")
     args = p.parse_args(argv)
 
@@ -377,6 +459,10 @@ def main(argv: list[str] | None = None) -> int:
                            "load_avg_start": round(os.getloadavg()[0], 2)}
     if device.type == "cpu":
         rec["allocator_ms"] = allocator_check()
+        if not args.no_micro:
+            rec["block_micro"] = block_micro(args.batch_size, args.try_compile)
+            for m in rec["block_micro"]:
+                print(f"micro: {m}", flush=True)
     with tempfile.TemporaryDirectory(prefix="harness-bench-train-") as tmp:
         for c in configs:
             cx = measure(c.arch, c.n_mels, n_frames=N_FRAMES)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import replace
 
 from harness.commands.run import add_run_options, config_from_args, summary_table
 from harness.errors import TrainingError
@@ -31,9 +32,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from harness.registry import LOSSES
     from harness.tune import SearchSpace, TuneSpec, final_run, optimize, parse_range
     from harness.tuning.objective import tuning_config
-    from harness.tuning.report import render, stats
+    from harness.tuning.report import PARAM_LABELS, render, stats
     from harness.tuning.space import LR_RANGE
-    from harness.tuning.storage import open_storage, storage_label
     from harness.tuning.study import default_study_name
 
     quick = args.preset == "quick"
@@ -49,22 +49,20 @@ def cmd_tune(args: argparse.Namespace) -> int:
         gamma=parse_range(args.gamma_range, "--gamma-range") if "gamma" in takes and args.gamma is None else None,
         lr=(parse_range(args.lr_range, "--lr-range") if args.lr_range else LR_RANGE) if args.tune_lr else None,
     )
-    ds = open_dataset(cfg.data, progress=not args.no_progress)
-    cfg.dataset_identity = ds.identity
-    load_features(ds, FeatureConfig(n_mels=cfg.n_mels), progress=not args.no_progress)  # once, before workers
-    results = results_dir(args.results)
     n_jobs = args.n_jobs or default_jobs(cfg.device)
-    spec = TuneSpec(base=cfg, space=space, objective=args.objective, results=str(results),
-                    study_name=args.study or default_study_name(cfg, args.objective), trials=args.trials,
-                    storage=args.storage, timeout=args.timeout, sampler_seed=args.sampler_seed, pruner=args.pruner,
-                    warmup=args.warmup_epochs, n_jobs=n_jobs, threads=max(1, (os.cpu_count() or 1) // n_jobs),
-                    progress=False)
-    dashboard = storage_label(open_storage(spec.storage, spec.study_dir))
-    ranges = ", ".join(f"{k} {lo:g}..{hi:g}" for k, (lo, hi) in space.to_dict().items())
-    print(f"study {spec.study_name} ({dashboard}): {args.objective} accuracy on inner validation, "
+    spec = TuneSpec(base=cfg, space=space, objective=args.objective, results=str(results_dir(args.results)),
+                    study_name=args.study or "", trials=args.trials, storage=args.storage, timeout=args.timeout,
+                    sampler_seed=args.sampler_seed, pruner=args.pruner, warmup=args.warmup_epochs, n_jobs=n_jobs,
+                    threads=max(1, (os.cpu_count() or 1) // n_jobs))  # options checked before any data is read
+    ds = open_dataset(cfg.data, progress=not args.no_progress)
+    cfg = replace(cfg, dataset_identity=ds.identity)
+    spec = replace(spec, base=cfg, study_name=args.study or default_study_name(cfg, args.objective))
+    load_features(ds, FeatureConfig(n_mels=cfg.n_mels), progress=not args.no_progress)  # once, before workers
+    ranges = ", ".join(f"{PARAM_LABELS[k]} {lo:g}..{hi:g}" for k, (lo, hi) in space.to_dict().items())
+    print(f"study {spec.study_name} ({spec.dashboard_target}): {args.objective} accuracy on inner validation, "
           f"{ranges} (log), {args.trials} trials, {n_jobs} job(s), pruner {args.pruner}")
     study = optimize(spec)
-    print(render(study, spec.started, spec.study_dir, dashboard))
+    print(render(study, spec.started, spec.study_dir, spec.dashboard_target))
     s = stats(study, spec.started)
     if s.session_failed and not s.session_finished:
         raise TrainingError(f"all {s.session_failed} trial(s) of this session failed; last: {s.last_error or 'see above'}")

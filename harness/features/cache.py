@@ -36,6 +36,7 @@ from harness.data.audio import read_wav
 from harness.errors import DataError, HarnessError
 from harness.features.logmel import FeatureConfig, LogMelExtractor
 from harness.paths import cache_dir
+from harness.processes import pid_alive
 
 FORMAT_VERSION = 1  # bump when the stored numbers or the layout change
 DATA_FILE = "features.npy"
@@ -198,16 +199,6 @@ def _publish(tmp: Path, final: Path, expected: dict[str, Any]) -> None:
     raise HarnessError("could not move the finished feature cache into place", final)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_stale(root: Path, key: str) -> None:
     """Temporary directories of ``key`` left by processes that no longer exist (killed runs)."""
     for p in root.glob(f".tmp-{key}-*"):
@@ -215,7 +206,7 @@ def _remove_stale(root: Path, key: str) -> None:
             pid = int(p.name.split("-")[2])
         except (IndexError, ValueError):
             continue
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             shutil.rmtree(p, ignore_errors=True)
     for p in root.glob(f".trash-{key}-*"):
         shutil.rmtree(p, ignore_errors=True)

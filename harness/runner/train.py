@@ -316,11 +316,13 @@ class Trainer:
                                               "environment": environment_record(self.device)})
         start, history, wall = self.load_checkpoint()
         self.store.update_index(self.summary_row("running", history, wall))
+        last = None  # the last epoch's predictions: the model has not changed since, so they are reused below
         try:
             for epoch in range(start + 1, cfg.epochs + 1):
                 t0 = time.perf_counter()
                 metrics = self.train_epoch(epoch)
-                metrics.update(self.evaluate(self.predict()[0]))
+                last = self.predict()
+                metrics.update(self.evaluate(last[0]))
                 seconds = time.perf_counter() - t0
                 wall += seconds
                 history.append({"epoch": epoch, **metrics, "seconds": round(seconds, 3), "lr": cfg.lr})
@@ -337,7 +339,7 @@ class Trainer:
         except TrainingError:
             self.store.update_index(self.summary_row("failed", history, wall))
             raise
-        logits, embs = self.predict()
+        logits, embs = last if last is not None else self.predict()
         rows = self.ev.rows
         save_npz(self.dir / "predictions.npz", filenames=self.ds.meta["filename"].to_numpy()[rows].astype(str),
                  labels=self.labels[rows], domains=self.domain_names[rows], classes=np.asarray(SCENES),

@@ -19,6 +19,7 @@ import pandas as pd
 
 from harness.errors import TrainingError
 from harness.runner.config import RunConfig
+from harness.tuning.interrupt import INTERRUPTS
 from harness.tuning.space import SearchSpace
 from harness.tuning.storage import worker_attrs
 
@@ -75,7 +76,8 @@ class Objective:
                 raise optuna.TrialPruned(f"{metric} {value:.4f} at epoch {epoch}")
 
         try:
-            summary = run(cfg, self.results, progress=self.progress, on_epoch=on_epoch)
+            with INTERRUPTS.trial():
+                summary = run(cfg, self.results, progress=self.progress, on_epoch=on_epoch)
         except TrainingError as exc:  # recorded, then Optuna marks the trial FAIL and goes on
             trial.set_user_attr("error", str(exc))
             raise

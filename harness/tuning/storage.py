@@ -25,6 +25,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from harness.errors import ConfigError
+from harness.processes import pid_alive, start_ticks
 
 #: File name of the default journal inside ``results/studies/<study>/``.
 JOURNAL_NAME = "journal.log"
@@ -52,22 +53,6 @@ def is_url(ref: str) -> bool:
 def redact(url: str) -> str:
     """The URL without its password, for messages."""
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
-
-
-def journal_path(storage: BaseStorage) -> Path | None:
-    """The journal file behind ``storage``, or None for an RDB storage."""
-    backend = getattr(storage, "_backend", None)
-    path = getattr(backend, "_file_path", None)
-    return Path(path) if path else None
-
-
-def storage_label(storage: BaseStorage) -> str:
-    """What to pass to ``optuna-dashboard`` to open this storage."""
-    path = journal_path(storage)
-    if path is not None:
-        return str(path)
-    url = getattr(storage, "url", None) or getattr(getattr(storage, "_backend", None), "url", "")
-    return redact(str(url))
 
 
 def open_storage(url: str | None, default_dir: str | Path, *, heartbeat_interval: int = HEARTBEAT_INTERVAL,
@@ -120,29 +105,9 @@ def _open_rdb(url: str, heartbeat_interval: int, grace_period: int) -> RDBStorag
 
 
 # -- worker identity and dead workers ------------------------------------------------------------
-def _start_ticks(pid: int) -> str | None:
-    """The process start time in clock ticks (Linux), so a recycled pid is not taken as alive."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
 def worker_attrs() -> dict[str, str | int | None]:
     """Who runs a trial: stored as user attributes so another worker can tell if it died."""
-    return {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": _start_ticks(os.getpid())}
-
-
-def _alive(pid: int, start: str | None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    now = _start_ticks(pid)
-    return start is None or now is None or now == start
+    return {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": start_ticks(os.getpid())}
 
 
 def fail_dead_trials(study: optuna.Study) -> list[int]:
@@ -153,7 +118,7 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         attrs = trial.user_attrs
-        if attrs.get("host") != host or "pid" not in attrs or _alive(int(attrs["pid"]), attrs.get("pid_start")):
+        if attrs.get("host") != host or "pid" not in attrs or pid_alive(int(attrs["pid"]), attrs.get("pid_start")):
             continue
         try:
             frozen = study.tell(trial.number, state=TrialState.FAIL)

@@ -3,8 +3,9 @@
 ``--trials N`` is the size of the study, not of this session: workers stop once N trials are
 finished (complete or pruned) or running, so re-running the same command continues the search
 and several commands (or machines) on one storage share the N trials between them. Parallel
-trials run in separate processes rather than Optuna's threads: small CPU models scale better one
-torch thread per process, and Ctrl-C then reaches every trial, which Optuna marks FAIL.
+trials run in separate processes rather than Optuna's threads: small CPU models run much faster
+one torch thread per process (benchmarks/tune.py), and Ctrl-C then reaches every trial, which is
+marked FAIL (see ``harness.tuning.interrupt``).
 """
 
 from __future__ import annotations
@@ -14,13 +15,11 @@ import os
 import re
 import signal
 import sys
-import threading
 import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import optuna
@@ -29,9 +28,10 @@ from optuna.trial import TrialState
 
 from harness.errors import ConfigError, HarnessError, TrainingError
 from harness.runner.config import RunConfig
+from harness.tuning.interrupt import INTERRUPTS, sigterm_as_interrupt
 from harness.tuning.objective import OBJECTIVES, Objective
 from harness.tuning.space import SearchSpace
-from harness.tuning.storage import fail_dead_trials, open_storage
+from harness.tuning.storage import JOURNAL_NAME, fail_dead_trials, is_url, open_storage, redact
 
 PRUNERS = ("median", "hyperband", "none")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -60,6 +60,8 @@ class TuneSpec:
     started: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
+        if self.study_name and not re.fullmatch(r"[A-Za-z0-9_.+-]+", self.study_name):
+            raise ConfigError(f"--study {self.study_name!r}: use letters, digits and _ . + - only (it names a folder)")
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         if self.pruner not in PRUNERS:
@@ -76,6 +78,14 @@ class TuneSpec:
     @property
     def study_dir(self) -> Path:
         return study_dir(self.results, self.study_name)
+
+    @property
+    def dashboard_target(self) -> str:
+        """What ``optuna-dashboard`` opens: the journal file, or the database URL (password hidden)."""
+        if self.storage and is_url(self.storage):
+            return redact(self.storage)
+        path = Path(self.storage) if self.storage else self.study_dir / JOURNAL_NAME
+        return str(path / JOURNAL_NAME if path.is_dir() else path)
 
     @property
     def deadline(self) -> float | None:
@@ -192,8 +202,9 @@ def run_worker(spec: TuneSpec) -> None:
     optuna.logging.set_verbosity(optuna.logging.INFO)
     study = open_study(spec)
     objective = Objective(spec.base, spec.space, spec.objective, spec.results, spec.progress)
-    callbacks = [MaxTrialsCallback(spec.trials, states=(*FINISHED, TrialState.RUNNING)), StopOnFailures()]
-    while True:
+    callbacks = [MaxTrialsCallback(spec.trials, states=(*FINISHED, TrialState.RUNNING)), StopOnFailures(),
+                 INTERRUPTS.stop_callback]
+    while not INTERRUPTS.requested:
         c = counts(study)
         finished = c[TrialState.COMPLETE] + c[TrialState.PRUNED]
         todo = spec.trials - finished - c[TrialState.RUNNING]
@@ -204,31 +215,15 @@ def run_worker(spec: TuneSpec) -> None:
                        gc_after_trial=True)
         c = counts(study)
         if c[TrialState.COMPLETE] + c[TrialState.PRUNED] == finished or callbacks[1].streak >= callbacks[1].limit:
-            return  # failing trials: stop rather than fail forever
-
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (``kill``, a batch scheduler's pre-emption) ends a trial as Ctrl-C does: Optuna marks
-    it FAIL at once instead of leaving it RUNNING until a dead-worker check."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
+            break  # failing trials: stop rather than fail forever
+    if INTERRUPTS.requested:
         raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 def _worker_main(spec: TuneSpec, worker: int) -> None:
     """Entry point of a spawned worker: one-line errors, quiet Ctrl-C (the trial is already FAIL)."""
     try:
-        with sigterm_as_interrupt():
+        with INTERRUPTS.installed():
             run_worker(spec)
     except KeyboardInterrupt:
         sys.exit(130)
@@ -237,18 +232,23 @@ def _worker_main(spec: TuneSpec, worker: int) -> None:
         sys.exit(exc.exit_code)
 
 
-def _stop(procs: list[mp.process.BaseProcess]) -> None:
-    """After Ctrl-C: give the workers time to mark their trials FAIL, then make sure they end."""
-    for sig, wait in ((None, 3.0), (signal.SIGINT, 30.0), (signal.SIGTERM, 10.0)):
-        alive = [p for p in procs if p.is_alive()]
-        if not alive:
-            return
-        for p in alive:
-            if sig is not None and p.pid:
-                os.kill(p.pid, sig)
+def _stop(procs: list[mp.process.BaseProcess], wait: float = 60.0) -> None:
+    """After Ctrl-C or SIGTERM: pass it on (workers ignore a repeat), let them mark their trials
+    FAIL, and kill what is left (the next start fails those trials as dead workers'). Further
+    signals are ignored meanwhile, so an impatient second Ctrl-C cannot orphan a worker."""
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for p in procs:
+            if p.is_alive() and p.pid:
+                os.kill(p.pid, signal.SIGINT)
         deadline = time.time() + wait
-        for p in alive:
+        for p in procs:
             p.join(max(0.1, deadline - time.time()))
+            if p.is_alive():
+                p.kill()
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 def optimize(spec: TuneSpec) -> optuna.Study:
@@ -258,7 +258,7 @@ def optimize(spec: TuneSpec) -> optuna.Study:
     if failed:
         print(f"marked trial(s) {', '.join(map(str, failed))} FAIL: their worker process died; queued again")
     if spec.n_jobs == 1:
-        with sigterm_as_interrupt():
+        with INTERRUPTS.installed():
             run_worker(spec)
         return study
     ctx = mp.get_context("spawn")
