@@ -1,10 +1,10 @@
 """Where the wall time of a default ``harness run`` goes: forward/backward/optimizer versus the rest.
 
-    python -m benchmarks.profile_run                      # fcnn + triplet-city, 2 epochs, 40 and 200 mels
+    python -m benchmarks.profile_run                      # the default run (fcnn + triplet-city, quick preset), 40 and 200 mels
     python -m benchmarks.profile_run --mels 40 --epochs 3
 
-Runs ``harness.runner.train.run`` (RunConfig(arch="fcnn", loss="triplet-city", epochs=2), the
-synthetic dataset, a fresh results folder) with timers wrapped around the runner's pieces, without
+Runs ``harness.runner.train.run(RunConfig(arch="fcnn", loss="triplet-city"))`` as ``harness run``
+does (quick preset, the synthetic dataset, a fresh results folder) with timers wrapped around the runner's pieces, without
 changing the runner: the model's forward in training, the loss, ``backward()``, the optimizer's
 ``zero_grad``/``step``, and, outside those, batch gathering (feature rows + labels), normalisation,
 augmentation, evaluation (``predict``), metrics (``evaluate``), checkpointing, dataset preparation
@@ -138,7 +138,7 @@ def instrument(timers: Timers) -> Callable[[], None]:
     return restore
 
 
-def profile_one(n_mels: int, epochs: int, arch: str, loss: str, results: Path, device: str) -> dict[str, Any]:
+def profile_one(n_mels: int, epochs: int | None, arch: str, loss: str, results: Path, device: str) -> dict[str, Any]:
     from harness.data.source import open_dataset
     from harness.features.cache import load_features
     from harness.features.logmel import FeatureConfig
@@ -164,7 +164,7 @@ def profile_one(n_mels: int, epochs: int, arch: str, loss: str, results: Path, d
     fwd_bwd = sum(parts.get(k, 0.0) for k in ("forward", "loss", "backward"))
     model = sum(parts.get(k, 0.0) for k in MODEL)
     return {
-        "n_mels": n_mels, "arch": arch, "loss": loss, "epochs": epochs, "run_id": summary["run_id"],
+        "n_mels": n_mels, "arch": arch, "loss": loss, "epochs": summary.get("epochs", epochs), "run_id": summary["run_id"],
         "wall_s": round(wall, 3), "seconds": {k: round(parts.get(k, 0.0), 3) for k in ORDER},
         "calls": dict(timers.calls),
         "fraction": {k: round(parts.get(k, 0.0) / wall, 4) for k in ORDER},
@@ -210,7 +210,7 @@ def markdown(rec: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mels", default="40,200", help="comma-separated mel band counts (default 40,200)")
-    p.add_argument("--epochs", type=int, default=2, help="epochs per run (default 2)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the quick preset's, as harness run)")
     p.add_argument("--arch", default="fcnn", help="architecture (default fcnn)")
     p.add_argument("--loss", default="triplet-city", help="loss (default triplet-city)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto, as harness run)")
