@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from harness.results.store import ResultsStore, save_npz
+from harness.runner.config import PRESETS
 
 FIXTURE_LABEL = "TEST FIXTURE (fabricated numbers)"
 SCENES = tuple(f"scene{i}" for i in range(10))
@@ -32,7 +33,7 @@ UNSEEN = "milan"
 N_CLIPS = len(CITIES) * len(SCENES) * 3
 IDENTITY = "fixture0001aaaaaaaa"
 OTHER_IDENTITY = "otherdata99bbbbbbbb"
-EPOCHS = 12
+EPOCHS = PRESETS["quick"]["epochs"]  # the fixture's runs match the quick preset, as grid's would
 
 #: (variant, seed) -> (acc_last10, unseen_last10) written to the index (fractions).
 ACCURACY = {
@@ -90,9 +91,10 @@ def embeddings(c: Clips, by: str, seed: int) -> np.ndarray:
 
 
 def _epochs(acc: float, unseen: float) -> pd.DataFrame:
-    """12 epochs whose last 10 average exactly to ``acc`` / ``unseen`` (alternating ±0.01)."""
-    wobble = np.array([0.0, 0.0] + [0.01, -0.01] * 5)
-    ramp = np.array([0.3, 0.2] + [0.0] * 10)
+    """EPOCHS epochs whose last 10 average exactly to ``acc`` / ``unseen`` (alternating ±0.01), after a ramp."""
+    head = EPOCHS - 10
+    wobble = np.array([0.0] * head + [0.01, -0.01] * 5)
+    ramp = np.concatenate([np.linspace(0.3, 0.02, head), np.zeros(10)])
     rows = []
     for e in range(EPOCHS):
         row = {"epoch": e + 1, "train_loss": 2.0 / (e + 1), "train_ce": 2.0 / (e + 1), "train_triplet": 0.0,

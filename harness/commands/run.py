@@ -41,7 +41,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mixup-alpha", type=float, default=0.4, help="mixup Beta(α, α) parameter (default: 0.4)")
     t = p.add_argument_group("how to train")
     t.add_argument("--preset", default="quick", choices=sorted(PRESETS),
-                   help="paper: Adam lr 0.001, 200 epochs, batch 32, score = mean of the last 10 epochs; quick: 12 epochs, score = mean of the last 3 (default: quick)")
+                   help="paper: Adam lr 0.001, 200 epochs, batch 32, score = mean of the last 10 epochs; quick: 30 epochs, score = mean of the last 5 (default: quick)")
     t.add_argument("--epochs", type=int, help="epochs (default: from the preset)")
     t.add_argument("--batch-size", type=int, help="batch size (default: from the preset, 32)")
     t.add_argument("--lr", type=float, help="Adam learning rate (default: from the preset, 0.001)")

@@ -10,10 +10,10 @@ from harness.commands.run import add_run_options, config_from_args, summary_tabl
 from harness.errors import TrainingError
 from harness.paths import results_dir
 
-#: Tuning defaults: shorter runs than ``quick`` (12 epochs), scored on their last epochs, so the
+#: Tuning defaults: shorter runs than ``quick`` (30 epochs), scored on their last epochs, so the
 #: default 50-trial search fits in 30 minutes on 2 CPU cores (measured: benchmarks/tune.py).
-TUNE_EPOCHS = 3
-TUNE_SCORE_LAST = 2
+TUNE_EPOCHS = 8
+TUNE_SCORE_LAST = 3
 TUNE_LOSS = "triplet-city"
 
 
@@ -102,7 +102,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--sampler-seed", type=int, default=0, help="seed of the TPE sampler (default: 0)")
     s.add_argument("--pruner", default="median", choices=["median", "hyperband", "none"],
                    help="stop unpromising trials early from their per-epoch validation accuracy (default: median)")
-    s.add_argument("--warmup-epochs", type=int, default=1, help="no trial is pruned before this epoch (default: 1)")
+    s.add_argument("--warmup-epochs", type=int, default=2, help="no trial is pruned before this epoch (default: 2)")
     w = p.add_argument_group("study, storage and workers")
     w.add_argument("--study", metavar="NAME", help="study name (default: <arch>-<loss>-<aug>-m<mels>-<objective>-<dataset hash>)")
     w.add_argument("--storage", metavar="URL", help="Optuna storage: a journal file path, or a database URL such as "

@@ -3,9 +3,10 @@
 ``--trials N`` is the size of the study, not of this session: workers stop once N trials are
 finished (complete or pruned) or running, so re-running the same command continues the search
 and several commands (or machines) on one storage share the N trials between them. Parallel
-trials run in separate processes rather than Optuna's threads: small CPU models run much faster
-one torch thread per process (benchmarks/tune.py), and Ctrl-C then reaches every trial, which is
-marked FAIL (see ``harness.tuning.interrupt``).
+trials run in separate processes rather than Optuna's threads: Python's GIL does not serialise
+their single-threaded parts (batching, metrics, bookkeeping; benchmarks/tune.py compares one and
+two processes), and Ctrl-C then reaches every trial, which is marked FAIL (see
+``harness.tuning.interrupt``).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class TuneSpec:
     timeout: float | None = None
     sampler_seed: int = 0
     pruner: str = "median"
-    warmup: int = 1
+    warmup: int = 2
     n_jobs: int = 1
     threads: int | None = None
     progress: bool = False
