@@ -183,8 +183,9 @@ static inline __attribute__((always_inline)) void FN(load_z)(vec *zb, const shap
 }
 
 
-/* yb[t] = bt + sum_k wt[k] * zb[t + k] for t in [0, T) (zb zero-padded by h on both sides). */
-static inline __attribute__((always_inline)) void FN(dw_row)(vec *restrict yb, const vec *restrict zb,
+/* y[t * stride] = bt + sum_k wt[k] * zb[t + k] for t in [0, T) (zb zero-padded by h on both sides);
+   stride VL for a row buffer, C for a row of an NHWC tensor. */
+static inline __attribute__((always_inline)) void FN(dw_row)(real *restrict y, size_t stride, const vec *restrict zb,
                                                              const vec *wt, vec bt, int T, int K) {
     int t = 0;
     for (; t + 4 <= T; t += 4) {
@@ -193,12 +194,13 @@ static inline __attribute__((always_inline)) void FN(dw_row)(vec *restrict yb, c
             a0 += wt[k] * zb[t + k]; a1 += wt[k] * zb[t + k + 1];
             a2 += wt[k] * zb[t + k + 2]; a3 += wt[k] * zb[t + k + 3];
         }
-        yb[t] = a0; yb[t + 1] = a1; yb[t + 2] = a2; yb[t + 3] = a3;
+        ST(y + t * stride, a0); ST(y + (t + 1) * stride, a1);
+        ST(y + (t + 2) * stride, a2); ST(y + (t + 3) * stride, a3);
     }
     for (; t < T; t++) {
         vec a = bt;
         for (int k = 0; k < K; k++) a += wt[k] * zb[t + k];
-        yb[t] = a;
+        ST(y + t * stride, a);
     }
 }
 
@@ -219,7 +221,7 @@ static inline __attribute__((always_inline)) void FN(fwd_group)(const shape_t *s
         for (int tp = 0; tp < Tp; tp++) { pm[tp] = ninf; pi[tp] = izero; }
     for (int f = f0; f < f1; f++) {
         FN(load_z)(zb, s, b, f, c0, K, Cin, xr, wfv);
-        FN(dw_row)(yb, zb, wt, bt, T, K);
+        FN(dw_row)((real *)yb, VL, zb, wt, bt, T, K);
         if (acc) {
             vec s1a = {0}, s1b = {0}, s2a = {0}, s2b = {0};
             int t = 0;
@@ -275,7 +277,7 @@ static inline __attribute__((always_inline)) void FN(bwd_group)(const shape_t *s
     for (int f = f0; f < f1; f++) {
         FN(load_z)(zb, s, b, f, c0, K, Cin, xr, wfv);
         for (int p = 0; p < h; p++) { gyb[p] = zero; gyb[h + T + p] = zero; }
-        FN(dw_row)(gyb + h, zb, wtg, btg, T, K);
+        FN(dw_row)((real *)(gyb + h), VL, zb, wtg, btg, T, K);
         if (pooled) {  /* dP (B,Fp,Tp,C) back to the window maximum of this row */
             int df = f - f0;
             ireal lo = (ireal)(df * pw);
@@ -307,25 +309,8 @@ static inline __attribute__((always_inline)) void FN(bwd_group)(const shape_t *s
         for (int k = 0; k < K; k++) wr[k] = wt[K - 1 - k];
         vec *out = gzb;
         if (gz && !s->x) out = NULL;
-        if (out) FN(dw_row)(out, gyb, wr, zero, T, K);
-        else {
-            real *gzr = gz + ((size_t)b * s->F + f) * T * C + c0;
-            int t = 0;
-            for (; t + 4 <= T; t += 4) {
-                vec a0 = zero, a1 = zero, a2 = zero, a3 = zero;
-                for (int k = 0; k < K; k++) {
-                    a0 += wr[k] * gyb[t + k]; a1 += wr[k] * gyb[t + k + 1];
-                    a2 += wr[k] * gyb[t + k + 2]; a3 += wr[k] * gyb[t + k + 3];
-                }
-                ST(gzr + (size_t)t * C, a0); ST(gzr + (size_t)(t + 1) * C, a1);
-                ST(gzr + (size_t)(t + 2) * C, a2); ST(gzr + (size_t)(t + 3) * C, a3);
-            }
-            for (; t < T; t++) {
-                vec a = zero;
-                for (int k = 0; k < K; k++) a += wr[k] * gyb[t + k];
-                ST(gzr + (size_t)t * C, a);
-            }
-        }
+        if (out) FN(dw_row)((real *)out, VL, gyb, wr, zero, T, K);
+        else FN(dw_row)(gz + ((size_t)b * s->F + f) * T * C + c0, (size_t)C, gyb, wr, zero, T, K);
         if (s->x) {
             vec gbf = zero;
             const int Q = Cin * K;

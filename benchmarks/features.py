@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.report import write_report
+
 HERE = Path(__file__).resolve().parent
 SR, CHANNELS, SECONDS = 48_000, 2, 10.0
 SAMPLES = int(SR * SECONDS)
@@ -313,12 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         rec["one_core_ms"] = one_core
     rec["pass"] = all(r["x_realtime"] >= TARGET_X_REALTIME for r in rec["speed"][:2]) and rec["memory_bounded"]
     rec["notes"] = NOTES
-    args.out.mkdir(parents=True, exist_ok=True)
     stem = f"features-{rec['machine']['host']}"
-    (args.out / f"{stem}.json").write_text(json.dumps(rec, indent=2) + "\n")
-    (args.out / f"{stem}.md").write_text(markdown(rec))
-    print(markdown(rec))
-    print(f"wrote {args.out / stem}.json and .md")
+    write_report(args.out, stem, rec, markdown(rec))
     return 0 if rec["pass"] else 1
 
 

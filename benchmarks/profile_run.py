@@ -31,6 +31,8 @@ from typing import Any, Callable
 
 import torch
 
+from benchmarks.report import write_report
+
 HERE = Path(__file__).resolve().parent
 TARGET_OUTSIDE = 0.10
 #: The training compute; everything else is "outside" (the issue's split, evaluation outside).
@@ -243,12 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     rec["pass_evaluation_outside"] = all(r["outside_compute_fraction"] <= TARGET_OUTSIDE for r in rec["runs"])
     rec["pass_eval_forward_inside"] = all(r["outside_model_compute_fraction"] <= TARGET_OUTSIDE for r in rec["runs"])
     rec["notes"] = NOTES
-    args.out.mkdir(parents=True, exist_ok=True)
     stem = f"profile-{rec['machine']['host']}"
-    (args.out / f"{stem}.json").write_text(json.dumps(rec, indent=2) + "\n")
-    (args.out / f"{stem}.md").write_text(markdown(rec))
-    print(markdown(rec))
-    print(f"wrote {args.out / stem}.json and .md")
+    write_report(args.out, stem, rec, markdown(rec))
     return 0
 
 

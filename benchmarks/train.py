@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks.report import write_report
+
 HERE = Path(__file__).resolve().parent
 ARCHS = ("dcase-baseline", "subspectralnet", "fcnn")
 IMPLS = ("reference", "channels-last", "dense", "fused")
@@ -495,12 +497,8 @@ def main(argv: list[str] | None = None) -> int:
     rec["gpu"] = ("measured" if device.type == "cuda" else
                   "no GPU was available in this session; GPU figures not measured")
     rec["notes"] = NOTES
-    args.out.mkdir(parents=True, exist_ok=True)
     stem = f"train-{rec['machine']['host']}" + ("" if device.type == "cpu" else f"-{device.type}")
-    (args.out / f"{stem}.json").write_text(json.dumps(rec, indent=2) + "\n")
-    (args.out / f"{stem}.md").write_text(markdown(rec))
-    print(markdown(rec))
-    print(f"wrote {args.out / stem}.json and .md")
+    write_report(args.out, stem, rec, markdown(rec))
     return 0
 
 
