@@ -186,8 +186,8 @@ class StatsTable:
                 for c in self.comparisons]
 
     def notes(self) -> list[str]:
-        out = ["Accuracies here are of the final epoch's stored predictions (Table 1 averages the last 10 epochs), "
-               "so Δ can differ from Table 1's.",
+        out = ["Accuracies here are of the final epoch's stored predictions (Table 1 averages the last "
+               f"{self.selection.score_last} epochs), so Δ can differ from Table 1's.",
                "b = clips only the variant classifies correctly, c = only the baseline. p per seed: exact two-sided "
                "McNemar (binomial test on b of b + c). Pooled: the same test on b and c summed over seeds "
                "(seeds share clips: a test over training seeds on these clips, not over new clips).",

@@ -56,6 +56,19 @@ class Selection:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def score_last(self) -> int:
+        """How many final epochs each run's score averages (the preset's, as the runs were filtered by it)."""
+        from harness.runner.config import PRESETS
+
+        return int(PRESETS.get(self.preset, PRESETS["paper"])["score_last"])
+
+    @property
+    def epochs(self) -> int:
+        from harness.runner.config import PRESETS
+
+        return int(PRESETS.get(self.preset, PRESETS["paper"])["epochs"])
+
+    @property
     def data_arg(self) -> str:
         """What to pass as ``harness run --data`` to add runs to this selection."""
         if self.dataset_kind == "synthetic" or not self.dataset:
@@ -324,7 +337,7 @@ class Table1:
         p = self.paper.protocol
         return [self.selection.describe(),
                 f"Cells: mean ± sample std (ddof=1) over seeds of acc_last10 / unseen_last10 (mean of each run's last "
-                f"{p.get('score_last_epochs', 10)} epochs), in percent; the paper averages {p.get('runs_per_config', 2)} "
+                f"{self.selection.score_last} of {self.selection.epochs} epochs), in percent; the paper averages {p.get('runs_per_config', 2)} "
                 f"runs of {p.get('epochs', 200)} epochs. Δ = ours − paper.",
                 *self.selection.notes]
 
