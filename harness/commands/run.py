@@ -53,7 +53,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     d.add_argument("--unseen", default="official", choices=["official", "all"],
                    help="unseen-city clips: official = those in fold1 evaluate (410 Milan on TAU 2019); all = plus the unused ones (1,440, the paper's protocol)")
     d.add_argument("--results", help="results folder (default: $HARNESS_RESULTS or ./results)")
-    d.add_argument("--no-progress", action="store_true", help="no progress bars (a line per epoch is still printed)")
+    d.add_argument("--no-progress", action="store_true", help="no progress bars (a line per epoch is still printed; the per-batch bar shows only on a terminal anyway)")
 
 
 def config_from_args(args: argparse.Namespace, **extra: Any) -> RunConfig:

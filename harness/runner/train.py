@@ -203,8 +203,9 @@ class Trainer:
         sums: dict[str, float] = {}
         n = 0
         batches = self.batches(epoch)
+        # disable=None: the per-batch bar only on a terminal; a log file gets the per-epoch line alone
         bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
-                   disable=not self.progress, dynamic_ncols=True)
+                   disable=None if self.progress else True, dynamic_ncols=True)
         for idx in bar:
             idx_t = torch.as_tensor(idx, device=self.device)
             x = self.normalize(self.x_train[idx_t])
