@@ -248,10 +248,9 @@ def test_concurrent_default_dataset_calls_agree(tmp_path: Path) -> None:
 
 
 def test_the_real_loader_reads_it(tiny_root: Path) -> None:
-    tau = pytest.importorskip("harness.data.tau")
-    if not hasattr(tau, "load_dataset"):
-        pytest.skip("harness.data.tau.load_dataset not written yet")
-    ds = tau.load_dataset(tiny_root)
+    from harness.data.tau import load_dataset
+
+    ds = load_dataset(tiny_root)
     assert ds.is_synthetic and ds.layout == "tau2019" and ds.sample_rate == 8000 and ds.channels == 2
     milan = ds.meta[ds.meta["city"] == "milan"]
     assert set(milan["fold"]) == {"evaluate", "unused"} and "milan" not in set(ds.meta.loc[ds.meta["fold"] == "train", "city"])

@@ -253,7 +253,6 @@ def test_cli_table1_with_stats_on_fixture(store: Path, capsys: pytest.CaptureFix
 @pytest.mark.slow
 def test_cli_table2_with_real_complexity(capsys: pytest.CaptureFixture[str]) -> None:
     """Table 2 needs no training: the five networks are built and counted (about 25 s on 2 CPU cores)."""
-    pytest.importorskip("harness.complexity")
     assert main(["table", "--table", "2", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)["table2"]["rows"]
     measured = [r for r in rows if r["params"] is not None]
