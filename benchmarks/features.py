@@ -52,6 +52,7 @@ class BenchDataset:
     channels: int
     clip_samples: int
     identity: str
+    stamp: str
 
 
 def write_clips(root: Path, n: int, seed: int = 0) -> list[str]:
@@ -82,7 +83,7 @@ def open_bench(root: Path, rows: int) -> BenchDataset:
         names.append(name)
     ident = hashlib.sha256("\n".join(names).encode() + str(root).encode()).hexdigest()
     meta = pd.DataFrame({"filename": names})
-    return BenchDataset(root=root, meta=meta, sample_rate=SR, channels=CHANNELS, clip_samples=SAMPLES, identity=ident)
+    return BenchDataset(root=root, meta=meta, sample_rate=SR, channels=CHANNELS, clip_samples=SAMPLES, identity=ident, stamp=ident)
 
 
 def cpu_seconds() -> float:

@@ -102,19 +102,36 @@ def test_check_audio_false_reads_one_header_and_agrees(tau2019: Path) -> None:
 
 
 def test_identity_tracks_audio_and_metadata(tau2019: Path, broken: Path) -> None:
-    base = tau.load_dataset(broken).identity
-    assert base == tau.load_dataset(tau2019).identity  # same names, sizes, mtimes (hard links)
-    wav = broken / tau.load_dataset(broken).meta["filename"][3]
+    base = tau.load_dataset(broken)
+    same = tau.load_dataset(tau2019)
+    assert (base.identity, base.stamp) == (same.identity, same.stamp)  # same names, sizes, mtimes (hard links)
+    wav = broken / base.meta["filename"][3]
     st = wav.stat()
     data = wav.read_bytes()
     wav.unlink()  # break the hard link to the shared fixture before touching it
     wav.write_bytes(data)
     os.utime(wav, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
-    touched = tau.load_dataset(broken).identity
-    assert touched != base
+    touched = tau.load_dataset(broken)
+    assert touched.stamp != base.stamp  # the feature cache is rebuilt for a file rewritten in place
+    assert touched.identity == base.identity  # results are keyed by content, not by file times
+    wav.write_bytes(data[:-6])  # one sample shorter: a different file
+    assert tau.load_dataset(broken, check_audio=False).identity != base.identity
+    wav.write_bytes(data)
     rows = read_rows(broken / TRAIN)
     write_rows(broken / TRAIN, [rows[0]] + rows[:0:-1])  # same rows, other order
-    assert tau.load_dataset(broken).identity != touched
+    reordered = tau.load_dataset(broken)
+    assert reordered.identity != base.identity and reordered.stamp != touched.stamp
+
+
+def test_a_copy_has_the_same_identity(tau2019: Path, tmp_path: Path) -> None:
+    """Another machine's copy (new file times) keys the same runs: run ids and tables agree across machines."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tau2019, copy, copy_function=shutil.copyfile)  # contents only, fresh mtimes
+    os.utime(copy / tau.load_dataset(copy).meta["filename"][0], ns=(0, 0))
+    a, b = tau.load_dataset(tau2019), tau.load_dataset(copy)
+    assert a.identity == b.identity and a.stamp != b.stamp
 
 
 def test_read_audio(tau2019: Path) -> None:

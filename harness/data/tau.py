@@ -67,7 +67,13 @@ class TauDataset:
     channels: int
     clip_samples: int
     is_synthetic: bool
+    #: What results are keyed by: the metadata files' contents and every audio file's name and size.
+    #: A copy of the dataset on another machine (or the synthetic default regenerated from the same
+    #: settings) has the same identity, so run ids, the grid and the tables agree across machines.
     identity: str
+    #: ``identity`` plus every audio file's modification time: the feature cache's key, so features
+    #: are recomputed when a file is rewritten in place.
+    stamp: str = ""
 
     def path(self, filename: str) -> Path:
         """Absolute path of a ``meta.csv`` filename such as ``audio/bus-lyon-1001-40001-a.wav``."""
@@ -256,13 +262,14 @@ def _audio_format(root: Path, filenames: list[str], check_audio: bool) -> tuple[
     return rate, channels, clip
 
 
-def _identity(root: Path, stats: list[tuple[str, int, int]]) -> str:
-    """Cache key of the audio: names, sizes and mtimes (stat only) plus the metadata contents."""
+def _identity(root: Path, stats: list[tuple[str, int, int]], *, mtimes: bool) -> str:
+    """The metadata contents plus the audio files' names and sizes (and, with ``mtimes``, their
+    modification times): stat only, so it costs no audio reads."""
     h = hashlib.sha256()
     for rel in ("meta.csv", *FOLD_FILES.values()):
         h.update(rel.encode() + b"\0" + hashlib.sha256((root / rel).read_bytes()).digest())
     for filename, size, mtime in sorted(stats):
-        h.update(f"{filename}\t{size}\t{mtime}\n".encode())
+        h.update((f"{filename}\t{size}\t{mtime}\n" if mtimes else f"{filename}\t{size}\n").encode())
     return h.hexdigest()
 
 
@@ -299,7 +306,8 @@ def load_dataset(root: str | Path, *, check_audio: bool = True) -> TauDataset:
         channels=int(channels),
         clip_samples=int(clip),
         is_synthetic=_is_synthetic(root),
-        identity=_identity(root, stats),
+        identity=_identity(root, stats, mtimes=False),
+        stamp=_identity(root, stats, mtimes=True),
     )
 
 

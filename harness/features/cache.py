@@ -53,11 +53,12 @@ class Dataset(Protocol):
     channels: int
     clip_samples: int
     identity: str
+    stamp: str  # identity + file modification times: a file rewritten in place invalidates the cache
 
 
-def feature_key(identity: str, cfg: FeatureConfig) -> str:
-    """sha256 of the dataset identity, every feature setting and the format version."""
-    blob = json.dumps({"format": FORMAT_VERSION, "identity": identity, "config": cfg.to_dict()}, sort_keys=True)
+def feature_key(stamp: str, cfg: FeatureConfig) -> str:
+    """sha256 of the dataset's stamp (identity and file times), every feature setting and the format version."""
+    blob = json.dumps({"format": FORMAT_VERSION, "identity": stamp, "config": cfg.to_dict()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -67,7 +68,7 @@ def features_root() -> Path:
 
 def feature_path(ds: Dataset, cfg: FeatureConfig) -> Path:
     """The cache directory of ``ds`` under ``cfg`` (it may not exist yet)."""
-    return features_root() / feature_key(ds.identity, cfg)
+    return features_root() / feature_key(ds.stamp, cfg)
 
 
 def load_features(
@@ -100,7 +101,7 @@ def _expected(ds: Dataset, cfg: FeatureConfig) -> dict[str, Any]:
     n_frames = cfg.n_frames(ds.sample_rate, ds.clip_samples)
     return {
         "format": FORMAT_VERSION,
-        "key": feature_key(ds.identity, cfg),
+        "key": feature_key(ds.stamp, cfg),
         "identity": ds.identity,
         "config": cfg.to_dict(),
         "filenames": [str(f) for f in ds.meta["filename"]],
