@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
@@ -98,6 +99,7 @@ def run_local(points: list[GridPoint], results: str | Path, *, jobs: int = 1, pr
             acc = summary.get("acc_last10")
             note = f"{100 * acc:.2f}%" if state == "complete" and acc is not None else summary.get("error", state)
             bar.write(f"{point.label()}: {note}")
+            sys.stdout.flush()  # a line per finished run, also when the output goes to a log file
             bar.update(1)
     bar.close()
     return out

@@ -35,11 +35,18 @@ def cmd_grid(args: argparse.Namespace) -> int:
     store = ResultsStore(results_dir(args.results))
     todo = pending(points, store)
     print(f"grid: {len(points)} runs ({len(variants)} variants × {len(args.mels)} mel settings × {args.seeds} seeds), "
-          f"{len(points) - len(todo)} already stored, {len(todo)} to run")
+          f"{len(points) - len(todo)} already stored, {len(todo)} to run", flush=True)
     if args.dry_run:
         rows = [[p.variant.name, p.cfg.n_mels, p.cfg.seed, p.run_id] for p in todo]
         print(tabulate(rows, headers=["variant", "mels", "seed", "run id"], tablefmt="simple"))
         return 0
+    # Features once, here, with every core: the workers then only read the cache instead of
+    # extracting the same features side by side.
+    from harness.features.cache import load_features
+    from harness.features.logmel import FeatureConfig
+
+    for mels in sorted({p.cfg.n_mels for p in (points if args.storage else todo)}):
+        load_features(ds, FeatureConfig(n_mels=mels), progress=not args.no_progress)
     if args.storage:
         n = run_distributed(points, store.root, args.storage, progress=not args.no_progress)
         print(f"grid study has {n} trials; this worker found no more grid points")
