@@ -39,19 +39,24 @@ class GridPoint:
         return self.cfg.run_id()
 
     def label(self) -> str:
-        return f"{self.variant.name} · {self.cfg.n_mels} mels · seed {self.cfg.seed}"
+        split = "" if self.cfg.split == "fold1" else f" · {self.cfg.split}"
+        return f"{self.variant.name} · {self.cfg.n_mels} mels · seed {self.cfg.seed}{split}"
 
 
 def grid_points(base: RunConfig, variants: list[Variant], mels: list[int], seeds: list[int],
-                dataset_identity: str) -> list[GridPoint]:
-    """Every (variant, mels, seed) as a resolved run configuration, in a stable order."""
+                dataset_identity: str, splits: list[str] | None = None) -> list[GridPoint]:
+    """Every (variant, mels, seed, split) as a resolved run configuration, in a stable order.
+
+    Seeds vary slowest, so an interrupted loco grid has whole seeds of every fold and variant.
+    """
     points = []
-    for n_mels in mels:
-        for variant in variants:
-            for seed in seeds:
-                cfg = replace(base, arch=variant.arch, loss=variant.loss, aug=variant.aug, n_mels=n_mels,
-                              seed=seed, dataset_identity=dataset_identity).resolved()
-                points.append(GridPoint(variant, cfg))
+    for seed in seeds:
+        for n_mels in mels:
+            for split in splits or [base.split]:
+                for variant in variants:
+                    cfg = replace(base, arch=variant.arch, loss=variant.loss, aug=variant.aug, n_mels=n_mels,
+                                  seed=seed, split=split, dataset_identity=dataset_identity).resolved()
+                    points.append(GridPoint(variant, cfg))
     return points
 
 

@@ -19,6 +19,7 @@ def _ints(text: str) -> list[int]:
 
 def cmd_grid(args: argparse.Namespace) -> int:
     from harness.data.source import open_dataset
+    from harness.data.splits import LOCO, loco_specs, make_split
     from harness.grid import grid_points, pending, run_distributed, run_local, select_variants
     from harness.results.store import ResultsStore
     from harness.runner.config import RunConfig
@@ -29,16 +30,22 @@ def cmd_grid(args: argparse.Namespace) -> int:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
     ds = open_dataset(args.data, progress=not args.no_progress)
     base = RunConfig(data=args.data, preset=args.preset, epochs=args.epochs, batch_size=args.batch_size,
-                     lr=args.lr, device=args.device, unseen=args.unseen)
+                     lr=args.lr, device=args.device, unseen=args.unseen, split=args.split if args.split != "loco" else "fold1")
     variants = select_variants(args.variants.split(",") if args.variants else None, extra=not args.no_extra)
-    points = grid_points(base, variants, args.mels, list(range(args.seeds)), ds.identity)
+    if args.split == LOCO:
+        splits = loco_specs(ds)
+    else:
+        make_split(ds, args.split, args.unseen)  # a bad split is a one-line error before any work
+        splits = [args.split]
+    points = grid_points(base, variants, args.mels, list(range(args.seeds)), ds.identity, splits)
     store = ResultsStore(results_dir(args.results))
     todo = pending(points, store)
-    print(f"grid: {len(points)} runs ({len(variants)} variants × {len(args.mels)} mel settings × {args.seeds} seeds), "
+    folds = f" × {len(splits)} held-out domains" if args.split == LOCO else ""
+    print(f"grid: {len(points)} runs ({len(variants)} variants × {len(args.mels)} mel settings × {args.seeds} seeds{folds}), "
           f"{len(points) - len(todo)} already stored, {len(todo)} to run", flush=True)
     if args.dry_run:
-        rows = [[p.variant.name, p.cfg.n_mels, p.cfg.seed, p.run_id] for p in todo]
-        print(tabulate(rows, headers=["variant", "mels", "seed", "run id"], tablefmt="simple"))
+        rows = [[p.variant.name, p.cfg.n_mels, p.cfg.seed, p.cfg.split, p.run_id] for p in todo]
+        print(tabulate(rows, headers=["variant", "mels", "seed", "split", "run id"], tablefmt="simple"))
         return 0
     # Features once, here, with every core: the workers then only read the cache instead of
     # extracting the same features side by side.
@@ -75,6 +82,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, help="override the preset's epochs")
     p.add_argument("--batch-size", type=int, help="override the preset's batch size")
     p.add_argument("--lr", type=float, help="override the preset's learning rate")
+    p.add_argument("--split", default="fold1",
+                   help="fold1 (the paper's protocol), loco (every domain held out in turn: one run per city or device "
+                        "trained on the others' official training rows and scored on all clips of the held-out one; "
+                        "`harness table --split loco` pools the folds), or one split as in `harness run --split` (default: fold1)")
     p.add_argument("--unseen", default="official", choices=["official", "all"], help="unseen-city protocol (see harness run --help)")
     p.add_argument("--data", default="synthetic", help="TAU folder or 'synthetic' (default)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N; auto spreads jobs over all GPUs")

@@ -49,7 +49,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto = GPU if present)")
     d = p.add_argument_group("data and results")
     d.add_argument("--data", default="synthetic", help="TAU 2019/2020 development folder, or 'synthetic' for the embedded synthetic dataset (default)")
-    d.add_argument("--split", default="fold1", help="fold1 (official train/evaluate) or leave-one-city-out:CITY (default: fold1)")
+    d.add_argument("--split", default="fold1", help="fold1 (official train/evaluate), leave-one-city-out:CITY / leave-one-domain-out:DOMAIN (also remove "
+                   "that domain from training), or loco:DOMAIN (one fold of leave-one-domain-out: train on the other "
+                   "domains, score every clip of DOMAIN; `harness grid --split loco` runs them all) (default: fold1)")
     d.add_argument("--unseen", default="official", choices=["official", "all"],
                    help="unseen-city clips: official = those in fold1 evaluate (410 Milan on TAU 2019); all = plus the unused ones (1,440, the paper's protocol)")
     d.add_argument("--results", help="results folder (default: $HARNESS_RESULTS or ./results)")

@@ -15,7 +15,8 @@ from harness.data.tau import TauDataset
 from harness.errors import ConfigError
 
 UNSEEN_PROTOCOLS = ("official", "all")
-SPEC_HELP = "fold1, leave-one-city-out:<city> or leave-one-domain-out:<domain>"
+SPEC_HELP = "fold1, leave-one-city-out:<city>, leave-one-domain-out:<domain> or loco:<domain>"
+LOCO = "loco"  # ``--split loco`` in ``harness grid``: one ``loco:<domain>`` run per domain
 
 
 def _index(mask: np.ndarray | pd.Series) -> np.ndarray:
@@ -60,7 +61,7 @@ def _parse_spec(ds: TauDataset, spec: str) -> str | None:
     if spec == "fold1":
         return None
     kind, sep, value = spec.partition(":")
-    if kind not in ("leave-one-city-out", "leave-one-domain-out") or not sep:
+    if kind not in ("leave-one-city-out", "leave-one-domain-out", LOCO) or not sep:
         raise ConfigError(f"unknown split {spec!r}; valid: {SPEC_HELP}")
     if kind == "leave-one-city-out" and ds.domain_kind != "city":
         raise ConfigError(
@@ -73,10 +74,37 @@ def _parse_spec(ds: TauDataset, spec: str) -> str | None:
     return value
 
 
+def domains(ds: TauDataset) -> list[str]:
+    """Every domain of the dataset, sorted: the folds of ``--split loco``."""
+    return sorted(str(d) for d in ds.meta["domain"].unique())
+
+
+def loco_specs(ds: TauDataset) -> list[str]:
+    return [f"{LOCO}:{d}" for d in domains(ds)]
+
+
+def _loco(ds: TauDataset, held: str) -> Split:
+    """One fold of leave-one-domain-out: train on the other domains' official training rows, test on
+    every clip of ``held`` at a location training never sees (all of them when locations belong to
+    one domain, as cities do), whatever its fold. Only ``held`` is unseen here, so pooling the folds
+    scores each clip once; the official evaluate rows are scored too, for the overall accuracy.
+    """
+    meta = ds.meta
+    fold, domain, location = (meta[c].to_numpy() for c in ("fold", "domain", "location"))
+    train = (fold == "train") & (domain != held)
+    fresh = ~np.isin(location, list(set(location[train])))
+    held_rows = (domain == held) & fresh
+    official = fold == "evaluate"
+    return Split(name=f"{LOCO}:{held}", train=_index(train), evaluate=_index(official | held_rows),
+                 official_evaluate=_index(official), unseen=_index(held_rows), unseen_domains=(held,),
+                 unseen_protocol="all")
+
+
 def make_split(ds: TauDataset, spec: str = "fold1", unseen: str = "official") -> Split:
     """Build a split from the official fold1 files.
 
-    ``leave-one-*-out:<d>`` removes domain ``d`` from training and adds to evaluate every row of
+    ``loco:<d>`` is one fold of the leave-one-domain-out protocol (see :func:`_loco`; its unseen
+    protocol is always ``all``). ``leave-one-*-out:<d>`` removes domain ``d`` from training and adds to evaluate every row of
     ``d`` whose location is not used in training (all of them for a 2019 city; for a 2020 device
     its rows at training locations are dropped from both sides). ``unseen="all"`` adds the unused
     rows of unseen domains (again only at locations not used in training) to ``evaluate`` and
@@ -85,6 +113,8 @@ def make_split(ds: TauDataset, spec: str = "fold1", unseen: str = "official") ->
     if unseen not in UNSEEN_PROTOCOLS:
         raise ConfigError(f"unseen protocol {unseen!r} is not one of {', '.join(UNSEEN_PROTOCOLS)}")
     held = _parse_spec(ds, spec)
+    if spec.strip().startswith(f"{LOCO}:"):
+        return _loco(ds, held)
     meta = ds.meta
     fold = meta["fold"].to_numpy()
     domain = meta["domain"].to_numpy()

@@ -64,6 +64,8 @@ class RunConfig:
             raise ConfigError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         cfg = replace(self, **{k: v for k, v in PRESETS[self.preset].items() if getattr(self, k) is None})
         cfg.aug = normalize_aug(cfg.aug)
+        if cfg.split.startswith("loco:"):
+            cfg.unseen = "all"  # a loco fold scores every clip of its held-out domain
         cfg.validate()
         return cfg
 
@@ -84,8 +86,9 @@ class RunConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
-        if not (self.split == "fold1" or self.split.startswith(("leave-one-city-out:", "leave-one-domain-out:"))):
-            raise ConfigError(f"--split must be 'fold1' or 'leave-one-city-out:CITY', got {self.split!r}")
+        if not (self.split == "fold1" or self.split.startswith(("leave-one-city-out:", "leave-one-domain-out:", "loco:"))):
+            raise ConfigError(f"--split must be 'fold1', 'leave-one-city-out:CITY', 'leave-one-domain-out:DOMAIN' "
+                              f"or 'loco:DOMAIN', got {self.split!r}")
 
     @property
     def augmentations(self) -> set[str]:
