@@ -204,3 +204,34 @@ def test_every_split_is_location_disjoint(ds19: tau.TauDataset, ds20: tau.TauDat
                 inner = inner_validation(ds, s.train, hold_out_domain=hold)
                 _assert_disjoint(ds, inner.train, inner.val)
                 assert np.isin(inner.train, s.train).all() and np.isin(inner.val, s.train).all()
+
+
+def test_loco_folds_score_every_clip_once_and_never_train_on_its_domain(ds19: tau.TauDataset, ds20: tau.TauDataset) -> None:
+    meta = ds19.meta
+    specs = splits.loco_specs(ds19)
+    assert specs == [f"loco:{d}" for d in sorted(meta["domain"].unique())]
+    scored = np.concatenate([make_split(ds19, spec).unseen for spec in specs])
+    # Cities own their locations, so every clip of the dataset is scored in exactly one fold.
+    assert np.array_equal(np.sort(scored), np.arange(len(meta)))
+    for spec in specs:
+        held = spec.partition(":")[2]
+        s = make_split(ds19, spec)
+        assert s.name == spec and s.unseen_domains == (held,) and s.unseen_protocol == "all"
+        assert set(_col(ds19, s.unseen, "domain")) == {held}
+        assert held not in set(_col(ds19, s.train, "domain"))
+        assert np.array_equal(s.train, np.setdiff1d(make_split(ds19).train, np.flatnonzero(meta["domain"] == held)))
+        assert np.array_equal(s.official_evaluate, make_split(ds19).evaluate)
+        _assert_disjoint(ds19, s.train, s.evaluate)  # no location (group) on both sides
+    # Devices share locations: a held-out device is scored only where training never recorded.
+    for spec in splits.loco_specs(ds20):
+        s = make_split(ds20, spec)
+        _assert_disjoint(ds20, s.train, s.evaluate)
+        assert set(_col(ds20, s.unseen, "domain")) <= {spec.partition(":")[2]}
+
+
+def test_loco_run_config_scores_all_clips() -> None:
+    from harness.runner.config import RunConfig
+
+    a = RunConfig(split="loco:lyon").resolved()
+    b = RunConfig(split="loco:lyon", unseen="all").resolved()
+    assert a.unseen == "all" and a.run_id() == b.run_id()  # one spelling, one run

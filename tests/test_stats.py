@@ -10,6 +10,7 @@ import pytest
 
 from fixtures_store import write_store
 from harness.errors import DataError
+from harness.report.power import mde
 from harness.report.stats import McNemar, bootstrap_ci, build_stats, compare, read_predictions
 from harness.report.tables import load_index, select_runs
 
@@ -54,6 +55,22 @@ def test_per_seed_and_pooled_discordant_counts(table) -> None:
     assert c.ci[0] <= c.diff <= c.ci[1] and -100 <= c.ci[0] < c.ci[1] <= 100
     u = by[("FCNN", "unseen")]
     assert u.n_clips == 30 and (u.pooled.b, u.pooled.c) == (4, 0) and u.pooled.p_exact == pytest.approx(0.125)
+
+
+def test_paired_test_holm_and_mde_by_hand(table) -> None:
+    by, t = table
+    c = by[("FCNN", "overall")]
+    # The seeds' discordant clips do not overlap: 13 clips at +1, 5 at -1 (summed over seeds), so the
+    # sign-flip test is McNemar's exact test on (13, 5); ψ = mean((s/2)²) = 18 / 4 / 120.
+    assert c.paired.p_value == pytest.approx(exact_p(13, 5)) and c.paired.statistic == 8
+    assert c.paired.discordance == pytest.approx(18 / 4 / 120)
+    assert c.mde == pytest.approx(100 * mde(120, 18 / 4 / 120))
+    # Holm over the overall family {FCNN vs SubSpectralNet, FCNN-triplet vs FCNN (p = 1), FCNN-spec vs FCNN (2, 0)}.
+    assert by[("FCNN-spec", "overall")].paired.p_value == pytest.approx(0.5)
+    assert c.p_holm == pytest.approx(3 * exact_p(13, 5))
+    assert by[("FCNN-spec", "overall")].p_holm == pytest.approx(1.0)
+    assert by[("FCNN", "unseen")].p_holm == pytest.approx(min(1.0, 3 * 0.125))
+    assert "MDE %" in t.headers() and "Holm" in " ".join(t.notes())
 
 
 def test_identical_predictions_give_no_difference(table) -> None:

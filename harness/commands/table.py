@@ -61,6 +61,8 @@ def cmd_table(args: argparse.Namespace) -> int:
     from harness.report.tables import build_table1, build_table2, load_index, render
 
     results = results_dir(args.results)
+    if args.plan:
+        return _plan(args)
     paper = load_paper()
     tables = []
     if args.reindex:
@@ -68,9 +70,20 @@ def cmd_table(args: argparse.Namespace) -> int:
 
         n = ResultsStore(results).reindex()
         print(f"rebuilt {results / 'index.csv'} from {n} run summaries", file=sys.stderr)
-    if args.table in ("1", "all"):
+    if args.split == "loco" and args.table in ("1", "all"):
+        from harness.report.loco import build_loco
+        from harness.report.tables import select_runs
+
+        runs, sel = select_runs(load_index(results), dataset=args.dataset, preset=args.preset, split="loco")
+        if not len(runs):
+            print(f"harness: no complete loco runs in {results / 'index.csv'}; run `harness grid --split loco`",
+                  file=sys.stderr)
+        loco, loco_stats = build_loco(runs, sel, results, mels=args.mels, n_resamples=args.resamples)
+        tables += [loco] + ([loco_stats] if args.stats else [])
+    elif args.table in ("1", "all"):
         t1 = build_table1(load_index(results), dataset=args.dataset, preset=args.preset, unseen=args.unseen,
-                          mels=args.mels, seeds=args.seeds, include_extra=not args.no_extra, paper=paper, results=results)
+                          mels=args.mels, seeds=args.seeds, include_extra=not args.no_extra, paper=paper, results=results,
+                          split=args.split)
         if not len(t1.runs):
             print(f"harness: no complete runs in {results / 'index.csv'} match; Table 1 lists the commands that fill it",
                   file=sys.stderr)
@@ -80,6 +93,22 @@ def cmd_table(args: argparse.Namespace) -> int:
     if args.table in ("2", "all"):
         tables.append(build_table2(paper, n_frames=args.frames))
     text = render(tables, args.format)
+    if args.output:
+        from harness.atomic import write_text
+
+        write_text(args.output, text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from harness.data.source import open_dataset
+    from harness.report.plan import build_plan
+    from harness.report.tables import render
+
+    ds = open_dataset(args.dataset or "synthetic", progress=False)
+    text = render([build_plan(ds, args.split, seeds=args.plan_seeds, unseen=args.unseen or "official")], args.format)
     if args.output:
         from harness.atomic import write_text
 
@@ -105,5 +134,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="leave out the harness's extra rows (DCASE baseline, FCNN-triplet-random)")
     p.add_argument("--resamples", type=positive_int, default=2000, help="bootstrap resamples for the confidence intervals (default: 2000)")
     p.add_argument("--frames", type=positive_int, default=500, help="input frames for Table 2's MACs (default: 500 = 10 s at 20 ms hop)")
+    p.add_argument("--split", default="fold1",
+                   help="fold1 (Table 1, the paper's protocol), loco (pool the folds of `harness grid --split loco`: "
+                        "unseen-domain accuracy over every held-out clip, per domain, paired tests against the baseline "
+                        "row), or one split of `harness run --split` (default: fold1)")
+    p.add_argument("--plan", action="store_true",
+                   help="train nothing, read no results: print the minimum detectable effect a grid on --dataset "
+                        "(default: synthetic) with --split and --plan-seeds will have")
+    p.add_argument("--plan-seeds", type=positive_int, default=2, metavar="N", help="seeds per configuration for --plan (default: 2)")
     p.add_argument("--reindex", action="store_true", help="first rebuild index.csv from the runs' summary.json files")
     p.set_defaults(func=cmd_table)

@@ -5,10 +5,11 @@ runs with the same seed, dataset and feature size, matched clip by clip by file 
 
 * McNemar's test per seed: exact two-sided binomial test on the discordant pairs (b = clips only
   the variant gets right, c = clips only the baseline gets right), and its mid-p version.
-* Combined over seeds: McNemar's exact test on the discordant counts pooled over seeds. Seeds
-  share the test clips, so this asks "does the variant beat the baseline on these clips, over
-  training seeds" — it is not a test over independent samples of clips per seed. (Fisher's method
-  was not used: it ignores the direction of each seed's difference.)
+* Combined over seeds: the exact paired sign-flip test on each clip's difference summed over
+  seeds (``harness.report.power``), which is McNemar's exact test with one seed. Seeds share the
+  test clips, so a clip is one observation however many seeds score it (summing discordant pairs
+  over seeds as if they were independent clips would overstate the evidence). Its minimum
+  detectable effect is reported beside it, and the p-values are Holm-adjusted over the table.
 * A paired bootstrap 95 % interval of the accuracy difference: resample clips (with replacement)
   of the per-clip difference averaged over seeds, percentile method, fixed seed.
 """
@@ -24,6 +25,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from harness.errors import DataError
+from harness.report.power import PairedTest, holm, sign_flip_test
 from harness.report.tables import Selection, runs_of
 from harness.report.variants import VARIANTS, Variant, get_variant
 
@@ -117,37 +119,97 @@ class Comparison:
     acc_baseline: float
     ci: tuple[float, float]  # percent, of acc_variant - acc_baseline
     per_seed: tuple[McNemar, ...]
-    pooled: McNemar
+    pooled: McNemar  # discordant counts summed over seeds
+    paired: PairedTest  # the exact sign-flip test on per-clip differences summed over seeds
+    p_holm: float = float("nan")  # paired.p_value, Holm-adjusted over the table's comparisons of this subset
+    by_domain: dict[str, float] = field(default_factory=dict)  # percent Δ per held-out domain (pooled folds)
 
     @property
     def diff(self) -> float:
         return self.acc_variant - self.acc_baseline
 
+    @property
+    def mde(self) -> float:
+        """Percent: the smallest difference the paired test detects at 80 % power, two-sided 5 %."""
+        return 100 * self.paired.mde()
 
-def compare(variant_preds: dict[int, dict[str, np.ndarray]], baseline_preds: dict[int, dict[str, np.ndarray]],
-            subset: str, *, names: tuple[str, str] = ("variant", "baseline"), n_mels: int = 0,
-            n_resamples: int = 2000, seed: int = 0, where: str = "predictions") -> Comparison | None:
-    """Paired tests of two sets of runs keyed by seed; None when no seed has both runs or no clips."""
-    seeds = sorted(set(variant_preds) & set(baseline_preds))
-    paired = {s: pair(correct_by_clip(variant_preds[s], subset), correct_by_clip(baseline_preds[s], subset), where)
-              for s in seeds}
-    paired = {s: df for s, df in paired.items() if len(df)}
+
+def clip_differences(variant: dict[int, pd.DataFrame], baseline: dict[int, pd.DataFrame],
+                     where: str) -> dict[int, pd.DataFrame]:
+    """Per seed with both, the clips both runs scored: ``variant`` and ``baseline`` correctness (and ``domain``)."""
+    out = {}
+    for s in sorted(set(variant) & set(baseline)):
+        df = pair(variant[s], baseline[s], where)
+        if "domain" in variant[s].columns:
+            df["domain"] = variant[s]["domain"].reindex(df.index).to_numpy()
+        if len(df):
+            out[s] = df
+    return out
+
+
+def compare_frames(variant: dict[int, pd.DataFrame], baseline: dict[int, pd.DataFrame], subset: str, *,
+                   names: tuple[str, str] = ("variant", "baseline"), n_mels: int = 0, n_resamples: int = 2000,
+                   seed: int = 0, where: str = "predictions") -> Comparison | None:
+    """Paired tests of per-seed per-clip correctness (:func:`correct_by_clip` frames); None when nothing pairs.
+
+    A clip scored by only some seeds (an unfinished leave-one-domain-out grid) enters with those seeds.
+    """
+    paired = clip_differences(variant, baseline, where)
     if not paired:
         return None
     per_seed = tuple(mcnemar(df) for df in paired.values())
     pooled = McNemar(sum(m.b for m in per_seed), sum(m.c for m in per_seed))
-    common = pd.Index(sorted(set.intersection(*(set(df.index) for df in paired.values()))))
-    d = np.mean([(paired[s]["variant"].reindex(common).to_numpy(float) - paired[s]["baseline"].reindex(common).to_numpy(float))
-                 for s in paired], axis=0)
-    lo, hi = bootstrap_ci(d, n_resamples=n_resamples, seed=seed)
+    diffs = pd.concat({k: df["variant"].astype(int) - df["baseline"].astype(int) for k, df in paired.items()}, axis=1)
+    s = diffs.sum(axis=1, min_count=1).to_numpy(int)  # per clip, summed over the seeds that scored it
+    k = diffs.notna().sum(axis=1).to_numpy()
+    test = sign_flip_test(s, n_seeds=k)
+    lo, hi = bootstrap_ci(s / k, n_resamples=n_resamples, seed=seed)
     acc_v = 100 * float(np.mean([df["variant"].mean() for df in paired.values()]))
     acc_b = 100 * float(np.mean([df["baseline"].mean() for df in paired.values()]))
-    return Comparison(names[0], names[1], n_mels, subset, tuple(paired), len(common), acc_v, acc_b,
-                      (100 * lo, 100 * hi), per_seed, pooled)
+    by_domain: dict[str, float] = {}
+    if all("domain" in df.columns for df in paired.values()):
+        dom = pd.concat([df["domain"] for df in paired.values()]).groupby(level=0).first().reindex(diffs.index)
+        by_domain = {str(d): 100 * float(np.mean((s / k)[(dom == d).to_numpy()])) for d in sorted(dom.unique())}
+    return Comparison(names[0], names[1], n_mels, subset, tuple(paired), len(diffs), acc_v, acc_b,
+                      (100 * lo, 100 * hi), per_seed, pooled, test, by_domain=by_domain)
 
 
-def _fmt_p(p: float) -> str:
+def compare(variant_preds: dict[int, dict[str, np.ndarray]], baseline_preds: dict[int, dict[str, np.ndarray]],
+            subset: str, **kw: Any) -> Comparison | None:
+    """:func:`compare_frames` on runs' stored predictions keyed by seed."""
+    return compare_frames({s: correct_by_clip(p, subset) for s, p in variant_preds.items()},
+                          {s: correct_by_clip(p, subset) for s, p in baseline_preds.items()}, subset, **kw)
+
+
+def adjust_holm(comparisons: list[Comparison]) -> None:
+    """Holm over the comparisons of each subset: many variants tested against their baselines at once."""
+    for subset in {c.subset for c in comparisons}:
+        family = [c for c in comparisons if c.subset == subset]
+        for c, p in zip(family, holm([c.paired.p_value for c in family])):
+            c.p_holm = float(p)
+
+
+def fmt_p(p: float) -> str:
+    if p != p:
+        return "—"
     return f"{p:.2e}" if p < 1e-3 else f"{p:.4f}"
+
+
+def fmt_mde(v: float) -> str:
+    """NaN: no disagreement to measure; ∞: too few clips for any effect the discordance allows."""
+    return "—" if v != v else ("∞" if v == float("inf") else f"{v:.2f}")
+
+
+SIGNIFICANCE_NOTES = (
+    "b = clips only the variant classifies correctly, c = only the baseline (summed over seeds). p per seed: exact "
+    "two-sided McNemar. p (paired): exact two-sided sign-flip test of the per-clip differences summed over seeds "
+    "(McNemar's exact test when there is one seed; a clip counts once however many seeds score it).",
+    "p (Holm): the paired p adjusted by Holm's step-down method over all comparisons of the same subset in this "
+    "table (many variants tested at once); read significance from it.",
+    "MDE: minimum detectable effect, the accuracy difference (points) the paired test would detect with 80 % power "
+    "at two-sided 5 %, from the number of clips and the observed discordance (normal approximation of McNemar's "
+    "power, Connor 1987). A non-significant Δ means little when the MDE is larger than the effect of interest.",
+)
 
 
 @dataclass
@@ -166,19 +228,21 @@ class StatsTable:
 
     def headers(self) -> list[str]:
         return ["Variant", "vs", "Mels", "Subset", "Seeds", "Clips", "Δ acc %", "95% CI", "b / c",
-                "p per seed", "p (pooled, exact)", "mid-p (pooled)"]
+                "p per seed", "p (paired)", "p (Holm)", "MDE %"]
 
     def display_rows(self) -> list[list[str]]:
         return [[c.variant, c.baseline, str(c.n_mels), c.subset, ",".join(map(str, c.seeds)), str(c.n_clips),
                  f"{c.diff:+.2f}", f"[{c.ci[0]:+.2f}, {c.ci[1]:+.2f}]", f"{c.pooled.b} / {c.pooled.c}",
-                 ", ".join(_fmt_p(m.p_exact) for m in c.per_seed), _fmt_p(c.pooled.p_exact), _fmt_p(c.pooled.p_mid)]
+                 ", ".join(fmt_p(m.p_exact) for m in c.per_seed), fmt_p(c.paired.p_value), fmt_p(c.p_holm),
+                 fmt_mde(c.mde)]
                 for c in self.comparisons]
 
     def records(self) -> list[dict[str, Any]]:
         return [{"variant": c.variant, "baseline": c.baseline, "n_mels": c.n_mels, "subset": c.subset,
                  "seeds": ";".join(map(str, c.seeds)), "n_clips": c.n_clips, "acc_variant_pct": c.acc_variant,
                  "acc_baseline_pct": c.acc_baseline, "diff_pct": c.diff, "ci_low_pct": c.ci[0], "ci_high_pct": c.ci[1],
-                 "b": c.pooled.b, "c": c.pooled.c, "p_exact": c.pooled.p_exact, "p_mid": c.pooled.p_mid,
+                 "b": c.pooled.b, "c": c.pooled.c, "p_paired": c.paired.p_value, "p_holm": c.p_holm,
+                 "discordance": c.paired.discordance, "mde_pct": c.mde,
                  "p_exact_per_seed": ";".join(repr(m.p_exact) for m in c.per_seed),
                  "b_per_seed": ";".join(str(m.b) for m in c.per_seed), "c_per_seed": ";".join(str(m.c) for m in c.per_seed),
                  "dataset_identity": self.selection.dataset_identity, "preset": self.selection.preset,
@@ -187,10 +251,7 @@ class StatsTable:
 
     def notes(self) -> list[str]:
         out = ["Accuracies here are of the final epoch's stored predictions (Table 1 averages the last "
-               f"{self.selection.score_last} epochs), so Δ can differ from Table 1's.",
-               "b = clips only the variant classifies correctly, c = only the baseline. p per seed: exact two-sided "
-               "McNemar (binomial test on b of b + c). Pooled: the same test on b and c summed over seeds "
-               "(seeds share clips: a test over training seeds on these clips, not over new clips).",
+               f"{self.selection.score_last} epochs), so Δ can differ from Table 1's.", *SIGNIFICANCE_NOTES,
                f"95% CI: paired percentile bootstrap over clips of the seed-averaged per-clip difference "
                f"({self.n_resamples} resamples, fixed seed)."]
         if self.skipped:
@@ -233,4 +294,5 @@ def build_stats(runs: pd.DataFrame, selection: Selection, results: str | Path, *
                             where=f"{results}/runs ({v.name} vs {base.name}, {m} mels)")
                 if c is not None:
                     comparisons.append(c)
+    adjust_holm(comparisons)
     return StatsTable(selection, comparisons, skipped, n_resamples)

@@ -172,10 +172,11 @@ def select_runs(index: pd.DataFrame, *, dataset: str | None = None, preset: str 
     notes: list[str] = []
     df = _prepare(index)
     complete = df[df["status"] == "complete"]
-    other_split = complete[complete["split"] != split]
-    if len(other_split):
-        notes.append(f"{len(other_split)} complete run(s) on other splits left out (Table 1 uses {split})")
-    runs = complete[complete["split"] == split]
+    # "loco" selects every leave-one-domain-out fold (splits loco:<domain>) at once.
+    on_split = complete["split"].str.startswith(f"{split}:") if split == "loco" else complete["split"] == split
+    if (~on_split).any():
+        notes.append(f"{int((~on_split).sum())} complete run(s) on other splits left out (this table uses {split})")
+    runs = complete[on_split]
     if dataset is not None:
         runs = runs[_match_dataset(runs, dataset)]
         anywhere = df[_match_dataset(df, dataset)]
@@ -202,11 +203,12 @@ def select_runs(index: pd.DataFrame, *, dataset: str | None = None, preset: str 
     if len(runs) == 0:
         notes.append("no complete runs match; every cell is missing (commands below)")
     runs = _paper_hyperparameters(runs, sel.preset, notes)
-    dup = runs.duplicated(["arch", "loss", "aug", "n_mels", "seed"], keep=False)
+    key = ["arch", "loss", "aug", "n_mels", "seed", "split"]
+    dup = runs.duplicated(key, keep=False)
     if dup.any():
         notes.append(f"{int(dup.sum())} runs share a configuration and seed (different options outside the index); "
                      "the most recent of each is used")
-        runs = runs.sort_values("created").drop_duplicates(["arch", "loss", "aug", "n_mels", "seed"], keep="last")
+        runs = runs.sort_values("created").drop_duplicates(key, keep="last")
     return runs, sel
 
 
@@ -347,10 +349,11 @@ class Table1:
 
 def build_table1(index: pd.DataFrame, *, dataset: str | None = None, preset: str | None = None,
                  unseen: str | None = None, mels: Sequence[int] = DEFAULT_MELS, seeds: Sequence[int] = DEFAULT_SEEDS,
-                 include_extra: bool = True, paper: Paper | None = None, results: str | Path | None = None) -> Table1:
+                 include_extra: bool = True, paper: Paper | None = None, results: str | Path | None = None,
+                 split: str = "fold1") -> Table1:
     """Fill Table 1 from ``index``; with ``results`` the unseen clip count is read from a stored run."""
     paper = paper or load_paper()
-    runs, sel = select_runs(index, dataset=dataset, preset=preset, unseen=unseen)
+    runs, sel = select_runs(index, dataset=dataset, preset=preset, unseen=unseen, split=split)
     variants = VARIANTS if include_extra else PAPER_VARIANTS
     cells: dict[tuple[str, int, str], Cell] = {}
     missing: list[MissingRun] = []
