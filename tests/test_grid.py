@@ -45,3 +45,14 @@ def test_workers_share_one_queue(tiny_synth: Path, tmp_path: Path) -> None:
     assert all(p.wait(600) == 0 for p in procs)
     index = pd.read_csv(tmp_path / "res" / "index.csv")
     assert len(index) == 3 and index["run_id"].is_unique and (index["status"] == "complete").all()
+
+
+def test_loco_plans_one_run_per_held_out_domain(tiny_synth: Path, tmp_path: Path, capsys) -> None:
+    argv = grid_args(tiny_synth, tmp_path, "--dry-run", "--split", "loco", "--variants", "FCNN,FCNN-triplet")
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "20 runs (2 variants × 1 mel settings × 1 seeds × 10 held-out domains)" in out
+    for city in ("barcelona", "milan", "vienna"):
+        assert f"loco:{city}" in out
+    assert main(grid_args(tiny_synth, tmp_path, "--dry-run", "--split", "loco:rome")) == 2
+    assert "unknown city 'rome'" in capsys.readouterr().err

@@ -68,6 +68,13 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def stats_p() -> float:
+    """Exact null: signs of (2, 1, 1, 1, 1, 1, 1) flipped at random; P(|Σ| >= 2), enumerated."""
+    mags = [2, 1, 1, 1, 1, 1, 1]
+    hits = sum(abs(sum(e * m for e, m in zip(signs, mags))) >= 2 for signs in itertools.product((1, -1), repeat=7))
+    return hits / 128
+
+
 def _build(root: Path):
     runs, sel = select_runs(load_index(root), split="loco")
     return build_loco(runs, sel, root, mels=(40,))
@@ -89,15 +96,12 @@ def test_pooled_paired_test_by_hand(store: Path) -> None:
     (c,) = stats.comparisons
     assert (c.variant, c.baseline, c.n_clips, c.seeds) == ("FCNN-triplet", "FCNN", 50, (0, 1))
     assert c.paired.statistic == 2 and (c.pooled.b, c.pooled.c) == (5, 3)
-    # Exact null: signs of (2, 1, 1, 1, 1, 1, 1) flipped at random; P(|Σ| >= 2), enumerated.
-    mags = [2, 1, 1, 1, 1, 1, 1]
-    hits = sum(abs(sum(e * m for e, m in zip(signs, mags))) >= 2 for signs in itertools.product((1, -1), repeat=7))
-    assert c.paired.p_value == pytest.approx(hits / 128)
+    assert c.paired.p_value == pytest.approx(stats_p())
     assert c.p_holm == pytest.approx(c.paired.p_value)  # a family of one
     assert c.diff == pytest.approx(100 * 2 / 2 / 50)
     assert c.paired.discordance == pytest.approx((1 + 6 * 0.25) / 50)
     assert c.by_domain == pytest.approx({"a": 100 * (1 + 0.5 + 0.5) / 20, "b": 100 * 0.5 / 20, "c": -100 * 1.5 / 10})
-    assert stats.display_rows()[0][8] == "2 / 1 of 3"
+    assert stats.display_rows()[0][8] == "2 / 1 of 3" and stats.display_rows()[0][-1] == "∞"
 
 
 def test_table_command_pools_the_folds(store: Path, capsys) -> None:
@@ -107,7 +111,8 @@ def test_table_command_pools_the_folds(store: Path, capsys) -> None:
     (row,) = [r for r in doc["loco"]["rows"] if r["variant"] == "FCNN-triplet"]
     assert row["unseen_pooled_pct"] == pytest.approx(52.0)
     (cmp,) = doc["loco_stats"]["rows"]
-    assert cmp["statistic"] == 2 and cmp["mde_pct"] > abs(cmp["diff_pct"])
+    assert cmp["statistic"] == 2 and cmp["p_paired"] == pytest.approx(stats_p())
+    assert cmp["mde_pct"] is None  # infinite (JSON has no ∞): 50 clips, 8 discordant, no effect reaches 80 %
 
 
 def test_a_clip_scored_by_two_folds_is_refused(tmp_path: Path) -> None:

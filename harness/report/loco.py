@@ -9,7 +9,7 @@ clip, each clip with its own fold's two models (:mod:`harness.report.stats`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import DataError
-from harness.report.stats import (SIGNIFICANCE_NOTES, Comparison, fmt_mde, fmt_p, adjust_holm, compare_frames,
-                                  correct_by_clip, read_predictions)
+from harness.report.stats import (SIGNIFICANCE_NOTES, StatsTable, adjust_holm, compare_frames, correct_by_clip,
+                                  fmt_mde, fmt_p, read_predictions)
 from harness.report.tables import Selection, runs_of
 from harness.report.variants import VARIANTS, Variant, get_variant
 
@@ -128,13 +128,9 @@ class LocoTable:
 
 
 @dataclass
-class LocoStatsTable:
+class LocoStatsTable(StatsTable):
     """Each variant against its baseline row on every held-out clip, pooled over folds."""
 
-    selection: Selection
-    comparisons: list[Comparison]
-    skipped: list[str] = field(default_factory=list)
-    n_resamples: int = 2000
     name: str = "loco_stats"
 
     @property
@@ -157,13 +153,8 @@ class LocoStatsTable:
         return out
 
     def records(self) -> list[dict[str, Any]]:
-        return [{"variant": c.variant, "baseline": c.baseline, "n_mels": c.n_mels, "seeds": ";".join(map(str, c.seeds)),
-                 "n_clips": c.n_clips, "acc_variant_pct": c.acc_variant, "acc_baseline_pct": c.acc_baseline,
-                 "diff_pct": c.diff, "ci_low_pct": c.ci[0], "ci_high_pct": c.ci[1], "b": c.pooled.b, "c": c.pooled.c,
-                 "statistic": c.paired.statistic, "discordance": c.paired.discordance, "p_paired": c.paired.p_value,
-                 "p_holm": c.p_holm, "mde_pct": c.mde, **{f"diff_{d}_pct": v for d, v in c.by_domain.items()},
-                 "dataset_identity": self.selection.dataset_identity, "preset": self.selection.preset}
-                for c in self.comparisons]
+        return [{**rec, "statistic": c.paired.statistic, **{f"diff_{d}_pct": v for d, v in c.by_domain.items()}}
+                for rec, c in zip(super().records(), self.comparisons)]
 
     def notes(self) -> list[str]:
         out = ["Final-epoch predictions of every fold, each held-out clip compared between the variant's and the "
@@ -176,9 +167,6 @@ class LocoStatsTable:
         if self.skipped:
             out.append("Not tested (no seed with both runs): " + "; ".join(self.skipped))
         return out
-
-    def commands(self) -> list[str]:
-        return []
 
 
 def build_loco(runs: pd.DataFrame, selection: Selection, results: str | Path, *, mels: Sequence[int] = (40,),
