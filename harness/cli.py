@@ -10,7 +10,7 @@ from harness import __version__
 from harness.errors import HarnessError
 
 #: Sub-command modules, in the order ``harness --help`` lists them.
-COMMANDS = ("run", "tune", "grid", "table", "report", "list", "data")
+COMMANDS = ("run", "tune", "grid", "table", "report", "list", "env", "data")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -39,3 +39,10 @@ def init_weights(module: nn.Module) -> None:
 def count_parameters(model: nn.Module) -> int:
     """Trainable parameters, the counting rule of the paper's Table 2."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def implementation(model: nn.Module) -> dict[str, str | None]:
+    """Which implementation a model's forward ran and, where a faster one was asked for but did not
+    run, why: the model's own ``implementation()`` where it has one, else plain torch modules."""
+    report = getattr(model, "implementation", None)
+    return dict(report()) if callable(report) else {"implementation": "torch modules", "fallback": None}

@@ -17,7 +17,8 @@ from torch import nn
 
 import architectures  # noqa: F401  (registers the architectures)
 from architectures import blocks
-from architectures.blocks import FACTORIZED_IMPLS, FactorizedConv2d, fused_block, fused_kernel_error, fused_kernels
+from architectures.blocks import FACTORIZED_IMPLS, FactorizedConv2d
+from architectures.fused import build, fused_block, kernel_error, kernels, ops
 from harness.errors import ConfigError
 from harness.model import count_parameters
 from harness.registry import create_architecture
@@ -36,21 +37,21 @@ def one_thread():
 
 
 def needs_kernels(impl: str) -> None:
-    if impl in ("fused", "auto") and fused_kernels() is None:
-        pytest.skip(f"fused kernels unavailable here: {fused_kernel_error()}")
+    if impl in ("fused", "auto") and kernels() is None:
+        pytest.skip(f"fused kernels unavailable here: {kernel_error()}")
 
 
 @pytest.fixture
 def kernel_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Names of the C kernels called, to prove the fused path ran rather than the fallback."""
     calls: list[str] = []
-    real = blocks._kernel_call
+    real = build.call
 
     def spy(name, *args):
         calls.append(name)
         return real(name, *args)
 
-    monkeypatch.setattr(blocks, "_kernel_call", spy)
+    monkeypatch.setattr(build, "call", spy)
     return calls
 
 
@@ -232,14 +233,14 @@ def test_macs_are_counted_on_the_definition() -> None:
 def test_fused_dropout_draws_the_masks_torch_would() -> None:
     """Fused dropout keeps torch's random stream: same mask, generator left in the same state."""
     needs_kernels("fused")
-    assert blocks.fused_dropout_exact()
+    assert ops.dropout_exact(), f"the CPU generator state layout changed in torch {torch.__version__}"
     torch.manual_seed(11)
     torch.rand(7)  # start mid-block of the generator
     saved = torch.get_rng_state()
     ref = torch.empty(4, 32, 10, 13).bernoulli_(0.7).bool()  # 2 draws per element: several mt19937 blocks
     after = torch.get_rng_state()
     torch.set_rng_state(saved)
-    mine = blocks._dropout_mask((4, 32, 10, 13), 0.7)
+    mine = ops.dropout_mask((4, 32, 10, 13), 0.7)
     assert torch.equal(mine.permute(0, 3, 1, 2).bool(), ref)
     assert torch.equal(torch.get_rng_state(), after)
     assert 0.6 < mine.float().mean().item() < 0.8

@@ -30,7 +30,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
     ds = open_dataset(args.data, progress=not args.no_progress)
     base = RunConfig(data=args.data, preset=args.preset, epochs=args.epochs, batch_size=args.batch_size,
-                     lr=args.lr, device=args.device, unseen=args.unseen, split=args.split if args.split != "loco" else "fold1")
+                     lr=args.lr, device=args.device, unseen=args.unseen, precision=args.precision,
+                     split=args.split if args.split != "loco" else "fold1")
     variants = select_variants(args.variants.split(",") if args.variants else None, extra=not args.no_extra)
     if args.split == LOCO:
         splits = loco_specs(ds)
@@ -89,6 +90,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--unseen", default="official", choices=["official", "all"], help="unseen-city protocol (see harness run --help)")
     p.add_argument("--data", default="synthetic", help="TAU folder or 'synthetic' (default)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N; auto spreads jobs over all GPUs")
+    p.add_argument("--precision", default="auto", choices=["fp32", "bf16", "auto"], help="fp32 | bf16 | auto (see harness run --help; default: auto)")
     p.add_argument("--jobs", type=int, default=1, help="runs at once on this machine (default: 1)")
     p.add_argument("--storage", help="Optuna RDB URL (e.g. postgresql://user@host/db) shared by workers on several machines")
     p.add_argument("--results", help="results folder (default: $HARNESS_RESULTS or ./results); shared by all workers")

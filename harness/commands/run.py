@@ -47,6 +47,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     t.add_argument("--lr", type=float, help="Adam learning rate (default: from the preset, 0.001)")
     t.add_argument("--score-last", type=int, help="score = mean accuracy over the last N epochs (default: from the preset: 10 for paper, as the paper; 3 for quick)")
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto = GPU if present)")
+    t.add_argument("--precision", default="auto", choices=["fp32", "bf16", "auto"],
+                   help="fp32, or bf16 autocast (loss and optimiser state stay fp32); auto = bf16 where the device has native bf16 and it was measured faster, else fp32 (`harness env` shows the choice; default: auto)")
     d = p.add_argument_group("data and results")
     d.add_argument("--data", default="synthetic", help="TAU 2019/2020 development folder, or 'synthetic' for the embedded synthetic dataset (default)")
     d.add_argument("--split", default="fold1", help="fold1 (official train/evaluate), leave-one-city-out:CITY / leave-one-domain-out:DOMAIN (also remove "
@@ -62,7 +64,7 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> RunConfig:
     return RunConfig(
         arch=args.arch, loss=args.loss, aug=args.aug, n_mels=args.mels, alpha=args.alpha, gamma=args.gamma,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=getattr(args, "seed", 0) or 0,
-        data=args.data, split=args.split, unseen=args.unseen, device=args.device, preset=args.preset,
+        data=args.data, split=args.split, unseen=args.unseen, device=args.device, precision=args.precision, preset=args.preset,
         score_last=args.score_last, mixup_alpha=args.mixup_alpha, arch_options=parse_options(args.arch_opt),
         loss_options=parse_options(args.loss_opt, "--loss-opt"),
         **extra,
@@ -80,7 +82,7 @@ def summary_table(s: dict[str, Any]) -> str:
         [f"unseen acc % [{s['unseen_domains']}] (mean last {k} / final)", f"{pct(s['unseen_last10'])} / {pct(s['unseen_final'])}"],
         ["parameters", f"{int(s['params']):,}"],
         ["wall time", f"{float(s['wall_s']):.1f} s"],
-        ["device", s["device"]],
+        ["device", f"{s['device']} · {s.get('precision', 'fp32')}"],
     ]
     return tabulate(rows, tablefmt="simple")
 

@@ -20,7 +20,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 #: Fields that do not change what a run computes, so they stay out of the run id.
-NOT_HASHED = ("device", "data", "preset")
+NOT_HASHED = ("device", "data", "preset", "precision_reason")
 
 
 @dataclass
@@ -41,6 +41,9 @@ class RunConfig:
     split: str = "fold1"
     unseen: str = "official"
     device: str = "auto"
+    #: fp32 | bf16 | auto (``harness.precision``); resolved to fp32 or bf16 by ``resolved()``.
+    precision: str = "auto"
+    precision_reason: str = ""
     preset: str = "quick"
     score_last: int | None = None  # score = mean accuracy of the last N epochs (preset: 10 paper, 5 quick)
     mixup_alpha: float = 0.4
@@ -67,6 +70,11 @@ class RunConfig:
         if cfg.split.startswith("loco:"):
             cfg.unseen = "all"  # a loco fold scores every clip of its held-out domain
         cfg.validate()
+        if cfg.precision == "auto" or not cfg.precision_reason:
+            from harness.precision import resolve_precision
+            from harness.runner.environment import resolve_device
+
+            cfg.precision, cfg.precision_reason = resolve_precision(cfg.precision, resolve_device(cfg.device))
         return cfg
 
     def validate(self) -> None:
@@ -95,7 +103,9 @@ class RunConfig:
         return set() if self.aug == "none" else set(self.aug.split(","))
 
     def hashed_fields(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k not in NOT_HASHED}
+        # fp32 stays out of the hash, so runs stored before the option existed keep their ids
+        skip = NOT_HASHED + (("precision",) if self.precision == "fp32" else ())
+        return {k: v for k, v in asdict(self).items() if k not in skip}
 
     def run_id(self) -> str:
         """Readable prefix + hash of everything that changes the result (not device or path)."""
@@ -103,7 +113,8 @@ class RunConfig:
         digest = hashlib.sha256(blob.encode()).hexdigest()[:10]
         aug = self.aug.replace(",", "+")
         arch = self.arch.replace("/", "_")
-        return f"{arch}-{self.loss}-{aug}-m{self.n_mels}-s{self.seed}-{digest}"
+        prec = "" if self.precision == "fp32" else f"-{self.precision}"
+        return f"{arch}-{self.loss}-{aug}-m{self.n_mels}{prec}-s{self.seed}-{digest}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

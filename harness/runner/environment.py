@@ -12,6 +12,7 @@ import torch
 
 from harness import __version__
 from harness.errors import ConfigError, TrainingError
+from harness.precision import cpu_bf16, cpu_model
 
 PACKAGES = ("torch", "torchaudio", "timm", "numpy", "optuna", "pandas", "scipy", "soundfile")
 
@@ -58,5 +59,5 @@ def environment_record(device: torch.device) -> dict[str, Any]:
         "harness": __version__, "python": platform.python_version(), "platform": platform.platform(),
         "packages": versions, "git": git_commit(), "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads(), "cpu": cpu_model(), "cpu_bf16": cpu_bf16(),
     }

@@ -8,7 +8,6 @@ complete epoch and ends with exactly the metrics of an uninterrupted run (on the
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import time
@@ -29,7 +28,8 @@ from harness.data.tau import SCENES
 from harness.errors import ConfigError, DataError, TrainingError
 from harness.features.cache import load_features
 from harness.features.logmel import FeatureConfig, band_stats
-from harness.model import ModelOutput, count_parameters
+from harness.model import ModelOutput, count_parameters, implementation
+from harness.precision import autocast
 from harness.registry import create_architecture, create_loss
 from harness.results.store import ResultsStore, file_lock, save_npz
 from harness.runner.augment import BatchAugment
@@ -191,9 +191,7 @@ class Trainer:
         return (x.float() - self.mean) / self.std
 
     def autocast(self):
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast(self.cfg.precision, self.device)
 
     # -- one epoch -------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -301,6 +299,7 @@ class Trainer:
             "unseen_final": history[-1]["unseen_acc"] if history else None,
             "epochs_done": len(history), "score_epochs": len(tail),
             "params": count_parameters(self.model), "wall_s": round(wall, 2), "device": str(self.device),
+            "precision": cfg.precision, **implementation(self.model),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "run_dir": f"runs/{self.run_id}",
         }
 
@@ -314,7 +313,9 @@ class Trainer:
                                               "split": {"unseen_protocol": self.ev.protocol,
                                                         "unseen_domains": list(self.ev.unseen_domains),
                                                         "train": len(self.train_rows), "scored": len(self.ev.rows)},
-                                              "environment": environment_record(self.device)})
+                                              "environment": environment_record(self.device),
+                                              "precision": {"precision": cfg.precision, "why": cfg.precision_reason},
+                                              "implementation": implementation(self.model)})
         start, history, wall = self.load_checkpoint()
         self.store.update_index(self.summary_row("running", history, wall))
         last = None  # the last epoch's predictions: the model has not changed since, so they are reused below
