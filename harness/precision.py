@@ -19,12 +19,13 @@ from harness.errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16", "auto")
 
-#: Whether ``auto`` trains in bf16 on each kind of native bf16 hardware (see the README's
-#: "Precision" section for the measurements behind each entry). A CPU without either flag: fp32.
+#: Whether ``auto`` trains in bf16 on each kind of native bf16 hardware: only where bf16 was
+#: measured faster and its accuracy within the seed noise of fp32 (README, "Precision and the
+#: fused kernels"). A CPU without either flag: fp32.
 AUTO_BF16 = {
     "cuda": True,          # bf16 autocast was the GPU default before the option existed
-    "amx_bf16": True,      # AMX tiles: bf16 matmul ~7x the float32 rate on the machines that have them
-    "avx512_bf16": False,  # AVX512-BF16 dot products only: see the README for the measured gain and parity
+    "amx_bf16": False,     # faster, but accuracy parity not measured yet
+    "avx512_bf16": False,  # 1.13x for SubSpectralNet-40 measured; accuracy parity not measured yet
 }
 
 
@@ -84,7 +85,7 @@ def resolve_precision(precision: str, device: torch.device) -> tuple[str, str]:
     if not ok:
         return "fp32", f"auto: no native bf16 on this {device.type.upper()}"
     if not AUTO_BF16.get(unit, False):
-        return "fp32", f"auto: {unit} present but bf16 not measured faster at parity on it"
+        return "fp32", f"auto: {unit} present, bf16 not yet shown faster at fp32's accuracy on it"
     return "bf16", f"auto: native bf16 ({unit})"
 
 

@@ -33,14 +33,6 @@ def fresh_build(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     build.reset()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_builds_from_a_clean_cache(fresh_build: Path) -> None:
     if build.compiler() is None:
         pytest.skip("no C compiler here")

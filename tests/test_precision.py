@@ -13,7 +13,7 @@ from harness.runner.config import RunConfig
 @pytest.mark.parametrize("flags,expected", [
     (set(), ("fp32", "auto: no native bf16 on this CPU")),
     ({"avx512f", "avx512_bf16"}, ("bf16" if precision.AUTO_BF16["avx512_bf16"] else "fp32", None)),
-    ({"avx512_bf16", "amx_bf16", "amx_tile"}, ("bf16", "auto: native bf16 (amx_bf16)")),
+    ({"avx512_bf16", "amx_bf16", "amx_tile"}, ("bf16" if precision.AUTO_BF16["amx_bf16"] else "fp32", None)),
 ])
 def test_auto_follows_the_cpu_flags(monkeypatch: pytest.MonkeyPatch, flags, expected) -> None:
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(flags))
@@ -22,6 +22,12 @@ def test_auto_follows_the_cpu_flags(monkeypatch: pytest.MonkeyPatch, flags, expe
     if expected[1]:
         assert got[1] == expected[1]
     assert precision.resolve_precision("bf16", torch.device("cpu")) == ("bf16", "requested")
+
+
+def test_auto_takes_bf16_where_the_table_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"amx_bf16"}))
+    monkeypatch.setitem(precision.AUTO_BF16, "amx_bf16", True)
+    assert precision.resolve_precision("auto", torch.device("cpu")) == ("bf16", "auto: native bf16 (amx_bf16)")
 
 
 def test_precision_is_part_of_the_run_id_and_fp32_ids_are_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:

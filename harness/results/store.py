@@ -23,7 +23,7 @@ INDEX_COLUMNS = [
     "run_id", "status", "arch", "loss", "aug", "n_mels", "seed", "alpha", "gamma", "epochs",
     "batch_size", "lr", "preset", "split", "dataset", "dataset_kind", "dataset_identity",
     "unseen_protocol", "unseen_domains", "acc_last10", "unseen_last10", "acc_final",
-    "unseen_final", "params", "wall_s", "device", "created", "run_dir",
+    "unseen_final", "params", "wall_s", "device", "precision", "implementation", "fallback", "created", "run_dir",
 ]
 
 
