@@ -260,3 +260,15 @@ def test_cli_table2_with_real_complexity(capsys: pytest.CaptureFixture[str]) -> 
         ("dcase-baseline", 40, "117K"), ("subspectralnet", 40, "331K"), ("fcnn", 40, "113K"),
         ("subspectralnet", 200, "2,541K"), ("fcnn", 200, "871K")]
     assert all(r["params"] > 0 and r["macs"] > 0 and r["diff_params"] == r["params"] - r["paper_params"] for r in measured)
+
+
+def test_runs_of_one_precision_fill_a_table(store: Path) -> None:
+    """bf16 runs change the numbers: a table never mixes them with fp32 runs (older runs count as fp32)."""
+    from harness.report.tables import select_runs
+
+    index = load_index(store)
+    fp32, _ = select_runs(index, dataset="synthetic")
+    bf16 = index[index["run_id"] == "fx-FCNN-s0"].assign(run_id="fx-FCNN-bf16-s0", precision="bf16", acc_last10=0.01)
+    runs, sel = select_runs(pd.concat([index, bf16], ignore_index=True), dataset="synthetic")
+    assert "fx-FCNN-bf16-s0" not in set(runs["run_id"]) and set(runs["run_id"]) == set(fp32["run_id"])
+    assert any("precision bf16 (1)" in n and "uses fp32" in n for n in sel.notes)

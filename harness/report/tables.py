@@ -132,6 +132,19 @@ def _pick(df: pd.DataFrame, column: str, wanted: str | None, what: str, notes: l
     return df[df[column] == chosen], chosen
 
 
+def _one_precision(df: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """Runs of one training precision (bf16 changes the numbers): the one with most runs (runs
+    stored before the option count as fp32); the others are named in a note."""
+    prec = df["precision"].fillna("fp32").replace("", "fp32") if "precision" in df else pd.Series("fp32", df.index)
+    counts = prec.value_counts()
+    if len(counts) <= 1:
+        return df
+    chosen = str(counts.index[0])
+    others = ", ".join(f"{v} ({n})" for v, n in counts.items() if v != chosen)
+    notes.append(f"the index also holds runs at precision {others}; this table uses {chosen} ({counts.iloc[0]} runs)")
+    return df[prec == chosen]
+
+
 def _match_dataset(df: pd.DataFrame, dataset: str) -> pd.Series:
     """Rows of ``dataset``: 'synthetic', a dataset folder, or (a prefix of) a dataset identity."""
     if dataset == "synthetic":
@@ -186,6 +199,7 @@ def select_runs(index: pd.DataFrame, *, dataset: str | None = None, preset: str 
     runs, identity = _pick(runs, "dataset_identity", None, "dataset", notes)
     runs, chosen_preset = _pick(runs, "preset", preset, "preset", notes)
     runs, protocol = _pick(runs, "unseen_protocol", unseen, "unseen", notes)
+    runs = _one_precision(runs, notes)
     sel = Selection(split=split, notes=notes)
     if len(runs):
         latest = runs.sort_values("created").iloc[-1]
