@@ -330,7 +330,7 @@ def verdicts(rows: list[dict[str, Any]], default_impl: str, kind: str) -> list[d
                         "pass": bool(v >= TARGET_FRACTION[kind])})
     for other, fraction in TARGET_FRACTION.items():
         if other != kind:
-            out.append({"what": f"all targets on a {other} machine (FCNN-40 >= {fraction:.0%} of the best rate)",
+            out.append({"what": f"all targets on a machine of kind {other} (FCNN-40 >= {fraction:.0%} of the best rate)",
                         "kind": other, "target": "", "value": None, "pass": None,
                         "note": f"unmeasured: no {other} machine was available to this run"})
     return out
