@@ -75,9 +75,9 @@ def stats_p() -> float:
     return hits / 128
 
 
-def _build(root: Path):
+def _build(root: Path, all_domains: tuple[str, ...] | None = None):
     runs, sel = select_runs(load_index(root), split="loco")
-    return build_loco(runs, sel, root, mels=(40,))
+    return build_loco(runs, sel, root, mels=(40,), all_domains=all_domains)
 
 
 def test_pooled_accuracy_weights_folds_by_their_clips(store: Path) -> None:
@@ -89,6 +89,13 @@ def test_pooled_accuracy_weights_folds_by_their_clips(store: Path) -> None:
     assert rows["FCNN-triplet"].mean == pytest.approx(52.0) and rows["FCNN-triplet"].std == pytest.approx(np.sqrt(32))
     assert rows["FCNN-triplet"].clips == (50, 50) and rows["FCNN-triplet"].folds == (3, 3)
     assert rows["FCNN-triplet"].by_domain == pytest.approx({"a": 60.0, "b": 52.5, "c": 35.0})
+    assert acc.display_rows()[0][4] == "3/3 of 3" and any("not readable here" in n for n in acc.notes())
+
+
+def test_unfinished_folds_show_against_the_datasets_domains(store: Path) -> None:
+    acc, _ = _build(store, all_domains=("a", "b", "c", "d"))
+    assert acc.domains == ("a", "b", "c", "d")
+    assert acc.display_rows()[0][4] == "3/3 of 4" and acc.display_rows()[0][-1] == "—"
 
 
 def test_pooled_paired_test_by_hand(store: Path) -> None:

@@ -71,14 +71,15 @@ def cmd_table(args: argparse.Namespace) -> int:
         n = ResultsStore(results).reindex()
         print(f"rebuilt {results / 'index.csv'} from {n} run summaries", file=sys.stderr)
     if args.split == "loco" and args.table in ("1", "all"):
-        from harness.report.loco import build_loco
+        from harness.report.loco import build_loco, dataset_domains
         from harness.report.tables import select_runs
 
         runs, sel = select_runs(load_index(results), dataset=args.dataset, preset=args.preset, split="loco")
         if not len(runs):
             print(f"harness: no complete loco runs in {results / 'index.csv'}; run `harness grid --split loco`",
                   file=sys.stderr)
-        loco, loco_stats = build_loco(runs, sel, results, mels=args.mels, n_resamples=args.resamples)
+        loco, loco_stats = build_loco(runs, sel, results, mels=args.mels, n_resamples=args.resamples,
+                                      all_domains=dataset_domains(sel))
         tables += [loco] + ([loco_stats] if args.stats else [])
     elif args.table in ("1", "all"):
         t1 = build_table1(load_index(results), dataset=args.dataset, preset=args.preset, unseen=args.unseen,
