@@ -11,8 +11,6 @@ so checkpoints load across them; ``benchmarks/train.py`` measures them.
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import nn
 
 from architectures.blocks import DEFAULT_IMPL, SubBandNet, check_dropout, check_impl, check_input, parse_channels
@@ -27,7 +25,7 @@ def default_channels(n_mels: int) -> tuple[int, int]:
 
 @register_architecture("fcnn", "Factorized CNN (the paper): SubSpectralNet with rank-1 (7,1)+(1,7) convs; channels (64,64) <200 mels, (32,64) at 200; conv_impl=auto|reference|channels-last|dense|fused")
 def fcnn(n_mels: int, n_frames: int, in_channels: int = 2, n_classes: int = 10, *,
-         channels: Any = None, kernel_size: int = 7, band_size: int = 20, band_hop: int = 10,
+         channels: tuple[int, int] | None = None, kernel_size: int = 7, band_size: int = 20, band_hop: int = 10,
          band_features: int = 32, dropout: float = 0.3, conv_impl: str = DEFAULT_IMPL) -> nn.Module:
     check_input(n_mels, n_frames, in_channels, n_classes)
     check_impl(conv_impl)

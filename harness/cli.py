@@ -7,14 +7,21 @@ import importlib
 import sys
 
 from harness import __version__
-from harness.errors import HarnessError
+from harness.errors import HarnessError, StorageError
 
 #: Sub-command modules, in the order ``harness --help`` lists them.
 COMMANDS = ("run", "tune", "grid", "table", "report", "list", "env", "data")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line (sub-command parsers inherit it)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="harness",
         description=(
             "Benchmark and ablation harness for acoustic scene classification: train and compare "
@@ -38,7 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a one-line usage error already printed
+        return int(exc.code or 0)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
@@ -47,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a write or read the file system refused, outside the atomic writers
+        error = StorageError.from_os(exc, verb="cannot access")
+        print(f"harness: error: {error}", file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt:
         print("harness: interrupted; completed work is kept, re-run the same command to resume", file=sys.stderr)
         return 130

@@ -30,6 +30,22 @@ class ConfigError(HarnessError):
     """An option value or a combination of options is invalid."""
 
 
+class StorageError(HarnessError):
+    """The file system refused a read or write: permission, read-only, full, not a folder."""
+
+    exit_code = 4
+
+    @classmethod
+    def from_os(cls, exc: OSError, path: str | Path | None = None, verb: str = "cannot write") -> "StorageError":
+        """``cannot write PATH: No space left on device`` (naming the part of the path at fault if it differs)."""
+        target = Path(path if path is not None else exc.filename or "?")
+        reason = exc.strerror or type(exc).__name__
+        culprit = exc.filename
+        if culprit and Path(culprit) != target:
+            reason = f"{reason} ({culprit})"
+        return cls(f"{verb} {target}: {reason}")
+
+
 class TrainingError(HarnessError):
     """Training cannot go on (non-finite loss, out of memory, device missing)."""
 

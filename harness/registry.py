@@ -20,6 +20,7 @@ from importlib.metadata import entry_points
 from typing import Any, Callable
 
 from harness.errors import ConfigError
+from harness.options import Kind, kind_of, parse_value
 
 #: Arguments every architecture factory receives from the runner; not shown as options.
 ARCH_STANDARD_ARGS = ("n_mels", "n_frames", "in_channels", "n_classes")
@@ -34,14 +35,21 @@ class Plugin:
     description: str
     module: str
 
-    def options(self, hidden: tuple[str, ...] = ()) -> dict[str, Any]:
+    def parameters(self, hidden: tuple[str, ...] = (), positional: int = 0) -> dict[str, inspect.Parameter]:
+        """The factory's declared options: its parameters less ``hidden``, ``*args``/``**kwargs``
+        and the first ``positional`` ones (a prefix resolver's name)."""
+        params = list(inspect.signature(self.factory).parameters.values())[positional:]
+        return {p.name: p for p in params
+                if p.name not in hidden and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+    def options(self, hidden: tuple[str, ...] = (), positional: int = 0) -> dict[str, Any]:
         """Keyword options and their defaults, read from the factory's signature."""
-        out: dict[str, Any] = {}
-        for p in inspect.signature(self.factory).parameters.values():
-            if p.name in hidden or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-                continue
-            out[p.name] = None if p.default is p.empty else p.default
-        return out
+        return {name: None if p.default is p.empty else p.default
+                for name, p in self.parameters(hidden, positional).items()}
+
+    def takes_any(self) -> bool:
+        """Whether the factory also takes options it does not declare (``**options``)."""
+        return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(self.factory).parameters.values())
 
 
 @dataclass
@@ -51,6 +59,7 @@ class Registry:
     kind: str  # "architecture" or "loss"
     builtin_package: str
     entry_point_group: str
+    flag: str  # the command-line flag of its options: --arch-opt / --loss-opt
     hidden_args: tuple[str, ...] = ()
     plugins: dict[str, Plugin] = field(default_factory=dict)
     prefixes: dict[str, Plugin] = field(default_factory=dict)
@@ -107,22 +116,41 @@ class Registry:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"unknown {self.kind} {name!r}{hint} Known: {', '.join(known)}")
 
-    def create(self, name: str, **kwargs: Any) -> Any:
-        """Build ``name``; ``None`` values are dropped, unknown options are an error."""
+    def resolve_options(self, name: str, options: dict[str, Any], *, defaults: bool = True) -> dict[str, Any]:
+        """``options`` typed from the factory's declaration, checked, and (``defaults``) completed
+        with the declared defaults: the one spelling of a plugin's settings that a run is hashed by.
+
+        Values may be text (``"0.5"``, ``"no"``, ``"32,64"``) or already typed; ``None`` means the
+        default. An undeclared option is an error unless the factory takes ``**options``, where
+        it is read as JSON or text.
+        """
         plugin, args = self.get(name)
-        kwargs = {k: v for k, v in kwargs.items() if v is not None}
-        params = inspect.signature(plugin.factory).parameters
-        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-        if not takes_any:
-            bad = sorted(set(kwargs) - set(params))
-            if bad:
-                opts = ", ".join(plugin.options(self.hidden_args)) or "none"
-                raise ConfigError(f"{self.kind} {name!r} takes no option {bad[0]!r} (its options: {opts})")
-        return plugin.factory(*args, **kwargs)
+        declared = plugin.parameters(self.hidden_args, len(args))
+        out: dict[str, Any] = {}
+        if defaults:
+            out = {k: p.default for k, p in declared.items() if p.default is not p.empty}
+        for key, value in options.items():
+            if value is None:
+                continue
+            if key not in declared:
+                if key in self.hidden_args or not plugin.takes_any():
+                    opts = ", ".join(declared) or "none"
+                    raise ConfigError(f"{self.kind} {name!r} takes no option {key!r} (its options: {opts})")
+                out[key] = parse_value(value, Kind(None), f"{self.flag} {key}")
+                continue
+            out[key] = parse_value(value, kind_of(declared[key]), f"{self.flag} {key}")
+        return out
+
+    def create(self, name: str, **kwargs: Any) -> Any:
+        """Build ``name``; ``None`` values are dropped, values are typed and unknown options are an error."""
+        plugin, args = self.get(name)
+        standard = {k: kwargs.pop(k) for k in self.hidden_args if k in kwargs}
+        options = self.resolve_options(name, kwargs, defaults=False)
+        return plugin.factory(*args, **standard, **options)
 
 
-ARCHITECTURES = Registry("architecture", "architectures", "harness.architectures", ARCH_STANDARD_ARGS)
-LOSSES = Registry("loss", "losses", "harness.losses")
+ARCHITECTURES = Registry("architecture", "architectures", "harness.architectures", "--arch-opt", ARCH_STANDARD_ARGS)
+LOSSES = Registry("loss", "losses", "harness.losses", "--loss-opt")
 
 register_architecture = ARCHITECTURES.register
 register_loss = LOSSES.register

@@ -7,6 +7,15 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from harness.options import number_type
+
+_COUNT = number_type(integer=True, minimum=1)
+
+
+def mels_list(text: str) -> list[int]:
+    """``"40,200"`` → ``[40, 200]``, each a positive integer."""
+    return [_COUNT(x) for x in text.split(",") if x.strip()] or [_COUNT(text)]
+
 
 def cmd_synth(args: argparse.Namespace) -> int:
     from harness.data.synth import DATASET_DIRNAME, SynthConfig, default_config, generate
@@ -61,14 +70,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                     "evaluation_setup/fold1_*.csv, audio/*.wav, README.md) that the real loader reads "
                                     "unchanged. Without options it writes the embedded default dataset's configuration.")
     s.add_argument("--out", help="parent folder; the dataset goes to OUT/TAU-urban-acoustic-scenes-2019-development (default: current folder)")
-    s.add_argument("--seed", type=int, help="random seed; same seed, same files (default: 0)")
+    s.add_argument("--seed", type=number_type(integer=True, minimum=0), help="random seed; same seed, same files (default: 0)")
     s.add_argument("--tau-format", action="store_true", help="full-size TAU audio: 48 kHz, 24-bit, stereo, 10 s clips (benchmarks, 48 kHz path)")
-    s.add_argument("--sample-rate", type=int, help="sample rate in Hz (default: 16000; 48000 with --tau-format)")
-    s.add_argument("--seconds", type=float, help="clip length in seconds (default: 4; 10 with --tau-format)")
-    s.add_argument("--locations", type=int, help="recording locations per (scene, city) (default: 3)")
-    s.add_argument("--segments", type=int, help="segments per location (default: 8)")
-    s.add_argument("--city-shift", type=float, help="strength of the per-city recording-condition shift; 0 = cities identical (default: 1)")
-    s.add_argument("--location-spread", type=float, help="variation between locations within a city (default: 1)")
+    s.add_argument("--sample-rate", type=number_type(integer=True, minimum=1000), help="sample rate in Hz (default: 16000; 48000 with --tau-format)")
+    s.add_argument("--seconds", type=number_type(above=0, maximum=600), help="clip length in seconds (default: 4; 10 with --tau-format)")
+    s.add_argument("--locations", type=_COUNT, help="recording locations per (scene, city) (default: 3)")
+    s.add_argument("--segments", type=_COUNT, help="segments per location (default: 8)")
+    s.add_argument("--city-shift", type=number_type(minimum=0), help="strength of the per-city recording-condition shift; 0 = cities identical (default: 1)")
+    s.add_argument("--location-spread", type=number_type(minimum=0), help="variation between locations within a city (default: 1)")
     s.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_synth)
@@ -82,6 +91,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     f = dsub.add_parser("features", help="precompute and cache log-mel features",
                         description="Extract log-mel features (paper settings: 40 ms window, 20 ms hop, both channels) into the on-disk cache.")
     f.add_argument("path", nargs="?", default="synthetic", help="TAU folder, or 'synthetic' (default)")
-    f.add_argument("--mels", type=lambda s: [int(x) for x in s.split(",")], default=[40], help="comma-separated mel band counts (default: 40)")
+    f.add_argument("--mels", type=mels_list, default=[40], help="comma-separated mel band counts (default: 40)")
     f.add_argument("--no-progress", action="store_true", help="no progress bar")
     f.set_defaults(func=cmd_features)

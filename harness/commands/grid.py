@@ -7,14 +7,18 @@ import argparse
 from tabulate import tabulate
 
 from harness.errors import ConfigError
+from harness.options import number_type
 from harness.paths import results_dir
 
 
 def _ints(text: str) -> list[int]:
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
+        values = [int(x) for x in text.split(",") if x.strip()]
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from exc
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return values
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
@@ -26,12 +30,11 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
     if args.table != 1:
         raise ConfigError("--table 2 needs no training: run `harness table --table 2`")
-    if args.jobs < 1:
-        raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
-    ds = open_dataset(args.data, progress=not args.no_progress)
     base = RunConfig(data=args.data, preset=args.preset, epochs=args.epochs, batch_size=args.batch_size,
                      lr=args.lr, device=args.device, unseen=args.unseen, precision=args.precision,
                      split=args.split if args.split != "loco" else "fold1")
+    base.resolved()  # bad values fail here, before any data is read or written
+    ds = open_dataset(args.data, progress=not args.no_progress)
     variants = select_variants(args.variants.split(",") if args.variants else None, extra=not args.no_extra)
     if args.split == LOCO:
         splits = loco_specs(ds)
@@ -76,7 +79,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "the machine with --jobs; several machines share the grid with --storage.")
     p.add_argument("--table", type=int, default=1, choices=[1, 2], help="which table to produce runs for (default: 1)")
     p.add_argument("--mels", type=_ints, default=[40, 200], help="comma-separated mel settings (default: 40,200)")
-    p.add_argument("--seeds", type=int, default=2, help="seeds per configuration, 0..N-1 (default: 2, as the paper)")
+    p.add_argument("--seeds", type=number_type(integer=True, minimum=1), default=2, help="seeds per configuration, 0..N-1 (default: 2, as the paper)")
     p.add_argument("--variants", help="comma-separated variant names to run (default: all rows)")
     p.add_argument("--no-extra", action="store_true", help="only the paper's rows (skip DCASE baseline and FCNN-triplet-random)")
     p.add_argument("--preset", default="quick", choices=["paper", "quick"], help="training preset (default: quick)")
@@ -91,7 +94,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default="synthetic", help="TAU folder or 'synthetic' (default)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N; auto spreads jobs over all GPUs")
     p.add_argument("--precision", default="auto", choices=["fp32", "bf16", "auto"], help="fp32 | bf16 | auto (see harness run --help; default: auto)")
-    p.add_argument("--jobs", type=int, default=1, help="runs at once on this machine (default: 1)")
+    p.add_argument("--jobs", type=number_type(integer=True, minimum=1), default=1, help="runs at once on this machine (default: 1)")
     p.add_argument("--storage", help="Optuna RDB URL (e.g. postgresql://user@host/db) shared by workers on several machines")
     p.add_argument("--results", help="results folder (default: $HARNESS_RESULTS or ./results); shared by all workers")
     p.add_argument("--dry-run", action="store_true", help="list the runs that would be trained, train nothing")

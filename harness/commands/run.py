@@ -3,28 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from tabulate import tabulate
 
-from harness.errors import ConfigError
+from harness.options import split_pairs
 from harness.paths import results_dir
 from harness.runner.config import AUGMENTATIONS, PRESETS, RunConfig
-
-
-def parse_options(pairs: list[str] | None, flag: str = "--arch-opt") -> dict[str, Any]:
-    """``--arch-opt k=v`` pairs; values are read as JSON where they parse (numbers, lists, true)."""
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"{flag} expects KEY=VALUE, got {pair!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -33,11 +18,11 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--arch", default="fcnn", help="architecture name (see `harness list`), e.g. fcnn, subspectralnet, dcase-baseline, timm/resnet18 (default: fcnn)")
     g.add_argument("--arch-opt", action="append", metavar="KEY=VALUE", help="architecture option, repeatable (see `harness list`)")
     g.add_argument("--loss", default="ce", help="loss name: ce, triplet-city, triplet-random, triplet-device (default: ce)")
-    g.add_argument("--loss-opt", action="append", metavar="KEY=VALUE", help="loss option, repeatable, e.g. normalize=false, band_weight=0.5 (see `harness list`)")
+    g.add_argument("--loss-opt", action="append", metavar="KEY=VALUE", help="loss option, repeatable, e.g. normalize=false, band_weight=0.5; values are typed from the loss's declaration (see `harness list`)")
     g.add_argument("--aug", default="none", help=f"augmentation: {' | '.join(AUGMENTATIONS)} (default: none)")
     g.add_argument("--mels", type=int, default=40, help="log-mel bands: 40 or 200 in the paper (default: 40)")
-    g.add_argument("--alpha", type=float, help="triplet margin α (default 0.2, triplet losses only)")
-    g.add_argument("--gamma", type=float, help="triplet weight γ (default 10, triplet losses only)")
+    g.add_argument("--alpha", type=float, help="triplet margin α, short for --loss-opt alpha=X (default 0.2, triplet losses only)")
+    g.add_argument("--gamma", type=float, help="triplet weight γ, short for --loss-opt gamma=X (default 10, triplet losses only)")
     g.add_argument("--mixup-alpha", type=float, default=0.4, help="mixup Beta(α, α) parameter (default: 0.4)")
     t = p.add_argument_group("how to train")
     t.add_argument("--preset", default="quick", choices=sorted(PRESETS),
@@ -45,7 +30,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     t.add_argument("--epochs", type=int, help="epochs (default: from the preset)")
     t.add_argument("--batch-size", type=int, help="batch size (default: from the preset, 32)")
     t.add_argument("--lr", type=float, help="Adam learning rate (default: from the preset, 0.001)")
-    t.add_argument("--score-last", type=int, help="score = mean accuracy over the last N epochs (default: from the preset: 10 for paper, as the paper; 3 for quick)")
+    t.add_argument("--score-last", type=int, help="score = mean accuracy over the last N epochs (default: from the preset: "
+                   f"{PRESETS['paper']['score_last']} for paper, as the paper; {PRESETS['quick']['score_last']} for quick)")
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto = GPU if present)")
     t.add_argument("--precision", default="auto", choices=["fp32", "bf16", "auto"],
                    help="fp32, or bf16 autocast (loss and optimiser state stay fp32); auto = bf16 where the device has native bf16 and it was measured faster, else fp32 (`harness env` shows the choice; default: auto)")
@@ -65,8 +51,8 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> RunConfig:
         arch=args.arch, loss=args.loss, aug=args.aug, n_mels=args.mels, alpha=args.alpha, gamma=args.gamma,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=getattr(args, "seed", 0) or 0,
         data=args.data, split=args.split, unseen=args.unseen, device=args.device, precision=args.precision, preset=args.preset,
-        score_last=args.score_last, mixup_alpha=args.mixup_alpha, arch_options=parse_options(args.arch_opt),
-        loss_options=parse_options(args.loss_opt, "--loss-opt"),
+        score_last=args.score_last, mixup_alpha=args.mixup_alpha, arch_options=split_pairs(args.arch_opt, "--arch-opt"),
+        loss_options=split_pairs(args.loss_opt, "--loss-opt"),
         **extra,
     )
 

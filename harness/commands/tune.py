@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from harness.commands.run import add_run_options, config_from_args, summary_table
 from harness.errors import TrainingError
+from harness.options import number_type
 from harness.paths import results_dir
 
 #: Tuning defaults: shorter runs than ``quick`` (30 epochs), scored on their last epochs, so the
@@ -44,9 +45,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     cfg = tuning_config(config_from_args(args, val_fraction=args.val_fraction), args.objective)
     cfg.resolved()  # bad options fail here, before any data is read
     takes = LOSSES.get(cfg.loss)[0].options()
+    fixed = {k for k in ("alpha", "gamma") if getattr(cfg, k) is not None or k in cfg.loss_options}  # given: not tuned
     space = SearchSpace(
-        alpha=parse_range(args.alpha_range, "--alpha-range") if "alpha" in takes and args.alpha is None else None,
-        gamma=parse_range(args.gamma_range, "--gamma-range") if "gamma" in takes and args.gamma is None else None,
+        alpha=parse_range(args.alpha_range, "--alpha-range") if "alpha" in takes and "alpha" not in fixed else None,
+        gamma=parse_range(args.gamma_range, "--gamma-range") if "gamma" in takes and "gamma" not in fixed else None,
         lr=(parse_range(args.lr_range, "--lr-range") if args.lr_range else LR_RANGE) if args.tune_lr else None,
     )
     n_jobs = args.n_jobs or default_jobs(cfg.device)
@@ -90,24 +92,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     for flag, text in helps.items():
         p._option_string_actions[flag].help = text  # argparse has no public way to re-word a shared option
     s = p.add_argument_group("search")
-    s.add_argument("--trials", type=int, default=50, help="finished (complete + pruned) trials the study should hold; a re-run continues up to this many (default: 50)")
+    s.add_argument("--trials", type=number_type(integer=True, minimum=1), default=50, help="finished (complete + pruned) trials the study should hold; a re-run continues up to this many (default: 50)")
     s.add_argument("--objective", default="overall", choices=["overall", "unseen"],
                    help="maximise overall validation accuracy, or unseen-city accuracy with one training city held out of the tuning train split (default: overall)")
     s.add_argument("--alpha-range", default="0.01,2", metavar="LO,HI", help="log-uniform range of α (default: 0.01,2); --alpha X fixes α instead")
     s.add_argument("--gamma-range", default="0.1,100", metavar="LO,HI", help="log-uniform range of γ (default: 0.1,100); --gamma X fixes γ instead")
     s.add_argument("--tune-lr", action="store_true", help="also tune the learning rate (log-uniform, default range 1e-4,1e-2)")
     s.add_argument("--lr-range", metavar="LO,HI", help="log-uniform range of lr with --tune-lr (default: 1e-4,1e-2)")
-    s.add_argument("--val-fraction", type=float, default=0.2, help="share of training locations held out as inner validation (default: 0.2)")
-    s.add_argument("--seed", type=int, default=0, help="training seed of every trial (default: 0)")
-    s.add_argument("--sampler-seed", type=int, default=0, help="seed of the TPE sampler (default: 0)")
+    s.add_argument("--val-fraction", type=number_type(above=0, below=1), default=0.2, help="share of training locations held out as inner validation (default: 0.2)")
+    s.add_argument("--seed", type=number_type(integer=True, minimum=0), default=0, help="training seed of every trial (default: 0)")
+    s.add_argument("--sampler-seed", type=number_type(integer=True, minimum=0), default=0, help="seed of the TPE sampler (default: 0)")
     s.add_argument("--pruner", default="median", choices=["median", "hyperband", "none"],
                    help="stop unpromising trials early from their per-epoch validation accuracy (default: median)")
-    s.add_argument("--warmup-epochs", type=int, default=2, help="no trial is pruned before this epoch (default: 2)")
+    s.add_argument("--warmup-epochs", type=number_type(integer=True, minimum=0), default=2, help="no trial is pruned before this epoch (default: 2)")
     w = p.add_argument_group("study, storage and workers")
     w.add_argument("--study", metavar="NAME", help="study name (default: <arch>-<loss>-<aug>-m<mels>-<objective>-<dataset hash>)")
     w.add_argument("--storage", metavar="URL", help="Optuna storage: a journal file path, or a database URL such as "
                    "postgresql://user@host/db shared by workers on many machines (default: results/studies/<study>/journal.log)")
-    w.add_argument("--n-jobs", type=int, metavar="K", help="parallel trial processes on this machine (default: 2 on a CPU with 2+ cores, 1 on a GPU)")
-    w.add_argument("--timeout", type=float, metavar="SECONDS", help="start no new trial after this many seconds")
+    w.add_argument("--n-jobs", type=number_type(integer=True, minimum=1), metavar="K", help="parallel trial processes on this machine (default: 2 on a CPU with 2+ cores, 1 on a GPU)")
+    w.add_argument("--timeout", type=number_type(above=0), metavar="SECONDS", help="start no new trial after this many seconds")
     w.add_argument("--final", action="store_true", help="after the search, re-train the best setting on the whole training split and score it on evaluate")
     p.set_defaults(func=cmd_tune)

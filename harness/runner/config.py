@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from harness.errors import ConfigError
+from harness.options import check_number, format_value
 
 AUGMENTATIONS = ("none", "mixup", "spec", "mixup,spec")
 
@@ -22,6 +23,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 #: Fields that do not change what a run computes, so they stay out of the run id.
 NOT_HASHED = ("device", "data", "preset", "precision_reason")
 
+#: Shorthand flags for loss options: ``--alpha X`` is ``--loss-opt alpha=X``, one setting that
+#: lives in ``loss_options`` once resolved.
+LOSS_SHORTHANDS = ("alpha", "gamma")
+
+#: The largest seed: numpy's legacy seeding takes 32 bits.
+MAX_SEED = 2**32 - 1
+
 
 @dataclass
 class RunConfig:
@@ -31,8 +39,8 @@ class RunConfig:
     loss: str = "ce"
     aug: str = "none"
     n_mels: int = 40
-    alpha: float | None = None
-    gamma: float | None = None
+    alpha: float | None = None  # shorthand for loss_options["alpha"]; folded into it by resolved()
+    gamma: float | None = None  # shorthand for loss_options["gamma"]
     epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
@@ -75,21 +83,53 @@ class RunConfig:
             from harness.runner.environment import resolve_device
 
             cfg.precision, cfg.precision_reason = resolve_precision(cfg.precision, resolve_device(cfg.device))
+        cfg.resolve_plugin_options()
         return cfg
 
+    def resolve_plugin_options(self) -> None:
+        """Fold ``--alpha``/``--gamma`` into the loss options, then type every plugin option from
+        its factory's declaration and fill in the declared defaults: one spelling, one run id."""
+        from harness.registry import ARCHITECTURES, LOSSES
+
+        loss_options = dict(self.loss_options)
+        for key in LOSS_SHORTHANDS:
+            short = getattr(self, key)
+            if short is None:
+                continue
+            given = loss_options.get(key)
+            if given is not None:
+                typed = LOSSES.resolve_options(self.loss, {key: given}, defaults=False)[key]
+                if typed != LOSSES.resolve_options(self.loss, {key: short}, defaults=False)[key]:
+                    raise ConfigError(f"--{key} {format_value(short)} and --loss-opt {key}={given} set one option to "
+                                      "two values; give one of them")
+            loss_options[key] = short
+            setattr(self, key, None)
+        self.loss_options = LOSSES.resolve_options(self.loss, loss_options)
+        self.arch_options = ARCHITECTURES.resolve_options(self.arch, self.arch_options)
+
     def validate(self) -> None:
+        """Every numeric setting range-checked (finite, integral where it counts) before anything is written."""
+        numbers = [
+            ("--mels", self.n_mels, dict(integer=True, minimum=1)),
+            ("--epochs", self.epochs, dict(integer=True, minimum=1)),
+            ("--batch-size", self.batch_size, dict(integer=True, minimum=2)),
+            ("--lr", self.lr, dict(above=0)),
+            ("--seed", self.seed, dict(integer=True, minimum=0, maximum=MAX_SEED)),
+            ("--alpha", self.alpha, dict(minimum=0)),
+            ("--gamma", self.gamma, dict(minimum=0)),
+            ("--score-last", self.score_last, dict(integer=True, minimum=1)),
+            ("--mixup-alpha", self.mixup_alpha, dict(above=0)),
+            ("--val-fraction", self.val_fraction, dict(above=0, below=1)),
+            ("freq_masks", self.freq_masks, dict(integer=True, minimum=0)),
+            ("time_masks", self.time_masks, dict(integer=True, minimum=0)),
+            ("freq_mask_width", self.freq_mask_width, dict(integer=True, minimum=1)),
+            ("time_mask_width", self.time_mask_width, dict(integer=True, minimum=1)),
+        ]
+        for flag, value, rules in numbers:
+            check_number(flag, value, **rules)
         checks = [
-            (self.n_mels > 0, f"--mels must be positive, got {self.n_mels}"),
-            (self.epochs is None or self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
-            (self.batch_size is None or self.batch_size >= 2, f"--batch-size must be at least 2, got {self.batch_size}"),
-            (self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}"),
-            (self.alpha is None or self.alpha >= 0, f"--alpha (triplet margin) must be >= 0, got {self.alpha}"),
-            (self.gamma is None or self.gamma >= 0, f"--gamma (triplet weight) must be >= 0, got {self.gamma}"),
             (self.unseen in ("official", "all"), f"--unseen must be 'official' or 'all', got {self.unseen!r}"),
             (self.evaluate_on in ("evaluate", "validation"), f"evaluate_on must be 'evaluate' or 'validation', got {self.evaluate_on!r}"),
-            (0 < self.val_fraction < 1, f"--val-fraction must be in (0, 1), got {self.val_fraction}"),
-            (self.score_last is None or self.score_last >= 1, f"--score-last must be at least 1, got {self.score_last}"),
-            (self.mixup_alpha > 0, f"--mixup-alpha must be positive, got {self.mixup_alpha}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -103,9 +143,18 @@ class RunConfig:
         return set() if self.aug == "none" else set(self.aug.split(","))
 
     def hashed_fields(self) -> dict[str, Any]:
-        # fp32 stays out of the hash, so runs stored before the option existed keep their ids
+        """What the run id hashes, of a resolved config. Plugin options equal to their declared
+        default and fp32 stay out, and α/γ are hashed under their own keys, so runs stored before
+        options were typed and resolved (or before ``--precision`` existed) keep their ids."""
+        from harness.registry import ARCHITECTURES, LOSSES
+
         skip = NOT_HASHED + (("precision",) if self.precision == "fp32" else ())
-        return {k: v for k, v in asdict(self).items() if k not in skip}
+        out = {k: v for k, v in asdict(self).items() if k not in skip}
+        out["arch_options"] = _non_default(ARCHITECTURES, self.arch, out["arch_options"])
+        out["loss_options"] = _non_default(LOSSES, self.loss, out["loss_options"])
+        for key in LOSS_SHORTHANDS:
+            out[key] = out["loss_options"].pop(key, out[key])
+        return out
 
     def run_id(self) -> str:
         """Readable prefix + hash of everything that changes the result (not device or path)."""
@@ -123,6 +172,12 @@ class RunConfig:
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def _non_default(registry: Any, name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` less those equal to the plugin's declared default."""
+    defaults = registry.resolve_options(name, {})
+    return {k: v for k, v in options.items() if k not in defaults or defaults[k] != v}
 
 
 def normalize_aug(aug: str) -> str:

@@ -161,7 +161,7 @@ class Trainer:
         self.model: nn.Module = create_architecture(
             cfg.arch, n_mels=cfg.n_mels, n_frames=self.n_frames, in_channels=self.x_train.shape[1],
             n_classes=len(SCENES), **cfg.arch_options).to(self.device)
-        self.loss_fn = create_loss(cfg.loss, alpha=cfg.alpha, gamma=cfg.gamma, **cfg.loss_options)
+        self.loss_fn = create_loss(cfg.loss, **cfg.loss_options)
         if "mixup" in cfg.augmentations and not getattr(self.loss_fn, "supports_mixup", True):
             raise ConfigError(
                 f"--aug {cfg.aug} cannot be combined with --loss {cfg.loss}: mixup makes labels "

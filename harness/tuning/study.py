@@ -108,6 +108,7 @@ def study_attrs(spec: TuneSpec) -> dict[str, Any]:
     dataset identity too: it hashes file mtimes, so each machine of a shared study has its own."""
     skip = {*spec.space.names, "dataset_identity"}
     fixed = {k: v for k, v in spec.base.resolved().hashed_fields().items() if k not in skip}
+    fixed["loss_options"] = {k: v for k, v in fixed["loss_options"].items() if k not in skip}
     return {"harness_config": fixed, "objective": spec.objective, "space": spec.space.to_dict()}
 
 
