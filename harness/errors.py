@@ -36,14 +36,16 @@ class StorageError(HarnessError):
     exit_code = 4
 
     @classmethod
-    def from_os(cls, exc: OSError, path: str | Path | None = None, verb: str = "cannot write") -> "StorageError":
-        """``cannot write PATH: No space left on device`` (naming the part of the path at fault if it differs)."""
-        target = Path(path if path is not None else exc.filename or "?")
-        reason = exc.strerror or type(exc).__name__
+    def from_os(cls, exc: OSError, path: str | Path | None = None, verb: str = "cannot write",
+                hide: str | Path | None = None) -> "StorageError":
+        """``cannot write PATH: No space left on device``, naming the part of the path at fault when it
+        differs (``NotADirectoryError`` on a parent), but never a temporary file (``hide``)."""
+        target = Path(path) if path is not None else Path(exc.filename) if exc.filename else None
+        reason = exc.strerror or str(exc) or type(exc).__name__
         culprit = exc.filename
-        if culprit and Path(culprit) != target:
+        if culprit and target is not None and Path(culprit) not in (target, Path(hide) if hide else None):
             reason = f"{reason} ({culprit})"
-        return cls(f"{verb} {target}: {reason}")
+        return cls(f"{verb} {target}: {reason}" if target is not None else f"{verb}: {reason}")
 
 
 class TrainingError(HarnessError):

@@ -24,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from harness.errors import HarnessError
+from harness.progress import progress as progress_bar
 from harness.report.variants import VARIANTS, Variant
 from harness.results.store import ResultsStore
 from harness.runner.config import RunConfig
@@ -93,7 +94,7 @@ def run_local(points: list[GridPoint], results: str | Path, *, jobs: int = 1, pr
     slots = devices_for(jobs, points[0].cfg.device)
     threads = max(1, (os.cpu_count() or 1) // jobs)
     out = []
-    bar = tqdm(total=len(points), desc="grid", unit="run", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=len(points), desc="grid", unit="run", enabled=progress)
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(threads,)) as pool:
         futures = {pool.submit(_run_one, replace(p.cfg, device=slots[i % jobs]), str(results)): p
                    for i, p in enumerate(points)}
@@ -103,7 +104,7 @@ def run_local(points: list[GridPoint], results: str | Path, *, jobs: int = 1, pr
             state = summary.get("status")
             acc = summary.get("acc_last10")
             note = f"{100 * acc:.2f}%" if state == "complete" and acc is not None else summary.get("error", state)
-            bar.write(f"{point.label()}: {note}")
+            tqdm.write(f"{point.label()}: {note}")
             sys.stdout.flush()  # a line per finished run, also when the output goes to a log file
             bar.update(1)
     bar.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
 from tabulate import tabulate
@@ -31,7 +32,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     out = Path(args.out) / DATASET_DIRNAME if args.out else Path(DATASET_DIRNAME)
     root = generate(cfg, out, progress=not args.no_progress, overwrite=args.overwrite)
     print(f"wrote a synthetic TAU 2019-layout dataset to {root}")
-    print(f"use it with: harness run --data {root}")
+    print(f"use it with: harness run --data {shlex.quote(str(root))}")
     return 0
 
 

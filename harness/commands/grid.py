@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from tabulate import tabulate
 
@@ -66,7 +67,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     failed = [s for s in summaries if s.get("status") != "complete"]
     for s in failed:
         print(f"failed: {s['run_id']}: {s.get('error', '')}")
-    print("next: harness table" + (f" --results {args.results}" if args.results else ""))
+    print("next: harness table" + (f" --results {shlex.quote(args.results)}" if args.results else ""))
     return 1 if failed else 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.commands.table import add_selection_options, positive_int
+from harness.commands.table import add_selection_options, positive_int, require_results
 from harness.paths import results_dir
 
 
@@ -13,6 +13,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from harness.report.page import ReportOptions, build_report
 
     results = results_dir(args.results)
+    require_results(results)
     opts = ReportOptions(results=results, out=Path(args.out) if args.out else None, dataset=args.dataset,
                          preset=args.preset, unseen=args.unseen, mels=args.mels, seeds=args.seeds, stats=args.stats,
                          table2=args.table2, max_points=args.max_points, n_resamples=args.resamples)

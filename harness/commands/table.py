@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from harness.errors import ConfigError
 
 from harness.paths import results_dir
 from harness.report.tables import DEFAULT_MELS, DEFAULT_SEEDS, FORMATS
@@ -32,6 +35,13 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def require_results(results: Path) -> None:
+    """Tables and reports read a results folder; a missing one is an error, never created empty."""
+    if not results.is_dir():
+        raise ConfigError(f"results folder {results} does not exist (nothing has been run into it); run `harness run` "
+                          "or `harness grid` first, or point --results / $HARNESS_RESULTS at the folder that holds runs/")
 
 
 def add_selection_options(p: argparse.ArgumentParser) -> None:
@@ -63,6 +73,8 @@ def cmd_table(args: argparse.Namespace) -> int:
     results = results_dir(args.results)
     if args.plan:
         return _plan(args)
+    if args.table != "2" or args.reindex:
+        require_results(results)
     paper = load_paper()
     tables = []
     if args.reindex:

@@ -51,6 +51,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import io
 import json
 import multiprocessing as mp
 import os
@@ -66,7 +67,7 @@ import numpy as np
 import scipy.fft as sfft
 import soundfile as sf
 
-from harness.errors import ConfigError, DataError
+from harness.errors import ConfigError, DataError, StorageError
 from harness.paths import cache_dir
 
 #: Bumped whenever the generated audio changes, so cached default datasets are regenerated.
@@ -699,7 +700,9 @@ def _write_chunk(args: tuple[SynthConfig, str, list[ClipSpec]]) -> int:
 
 
 def _write_wav(path: Path, audio: np.ndarray, cfg: SynthConfig) -> None:
-    sf.write(str(path), audio.T, cfg.sample_rate, subtype=cfg.subtype, format="WAV")
+    buf = io.BytesIO()  # encoded in memory: a refused write is then an OSError naming the file
+    sf.write(buf, audio.T, cfg.sample_rate, subtype=cfg.subtype, format="WAV")
+    path.write_bytes(buf.getvalue())
 
 
 def _tsv(path: Path, header: list[str], rows: list[list[str]]) -> None:
@@ -774,11 +777,13 @@ def generate(
     if _non_empty(root) and not overwrite:
         raise ConfigError("output folder exists and is not empty (pass overwrite=True / --overwrite)", root)
     work = _partial_dir(root)
-    if work.exists():
-        shutil.rmtree(work)
     try:
+        if work.exists():
+            shutil.rmtree(work)
         _fill(cfg, work, progress, workers)
         _publish(work, root, overwrite)
+    except OSError as exc:  # a folder that cannot be written: one line naming it, nothing left
+        raise StorageError.from_os(exc, root, "cannot write the synthetic dataset") from exc
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
@@ -786,14 +791,14 @@ def generate(
 
 
 def _fill(cfg: SynthConfig, work: Path, progress: bool, workers: int | None) -> None:
-    from tqdm.auto import tqdm
+    from harness.progress import progress as progress_bar
 
     clips = plan(cfg)
     (work / "audio").mkdir(parents=True)
     n_workers = min(_workers(workers), max(1, len(clips) // 8))
     chunk = max(1, min(32, len(clips) // (n_workers * 4) or 1))
     jobs = [(cfg, str(work), clips[i : i + chunk]) for i in range(0, len(clips), chunk)]
-    bar = tqdm(total=len(clips), desc="synthesising clips", unit="clip", disable=not progress)
+    bar = progress_bar(total=len(clips), desc="synthesising clips", unit="clip", enabled=progress)
     with bar:
         if n_workers == 1 or "fork" not in mp.get_all_start_methods():
             for job in jobs:
@@ -838,13 +843,17 @@ def default_root(cfg: SynthConfig | None = None) -> Path:
 @contextlib.contextmanager
 def _lock(path: Path) -> Iterator[None]:
     """An advisory inter-process lock; a no-op where flock is unavailable (rename still decides)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
         yield
         return
-    with open(path, "a") as f:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path, "a")
+    except OSError as exc:
+        raise StorageError.from_os(exc, path.parent, "cannot write the synthetic dataset") from exc
+    with f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield

@@ -13,6 +13,7 @@ their rows straight into the file, so memory does not grow with the dataset.
 from __future__ import annotations
 
 import ctypes
+import errno
 import hashlib
 import json
 import math
@@ -30,10 +31,10 @@ from typing import Any, Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from harness.data.audio import read_wav
-from harness.errors import DataError, HarnessError
+from harness.errors import DataError, HarnessError, StorageError
+from harness.progress import progress as progress_bar
 from harness.features.logmel import FeatureConfig, LogMelExtractor
 from harness.paths import cache_dir
 from harness.processes import pid_alive
@@ -85,8 +86,11 @@ def load_features(
     arr = _open_complete(final, expected)
     if arr is not None:
         return arr
-    tmp = _extract_to_temp(ds, cfg, expected, final, progress, workers)
-    _publish(tmp, final, expected)
+    try:
+        tmp = _extract_to_temp(ds, cfg, expected, final, progress, workers)
+        _publish(tmp, final, expected)
+    except OSError as exc:  # the cache folder cannot be written: one line naming it
+        raise StorageError.from_os(exc, final, "cannot write the feature cache") from exc
     arr = _open_complete(final, expected)
     if arr is None:
         raise HarnessError("feature cache failed verification right after it was written", final)
@@ -293,7 +297,7 @@ def _tasks(paths: list[str], size: int) -> Iterator[tuple[int, list[str]]]:
         yield start, paths[start : start + size]
 
 
-def _run(writer: _RowWriter, paths: list[str], workers: int, bar: tqdm) -> None:
+def _run(writer: _RowWriter, paths: list[str], workers: int, bar: Any) -> None:
     """Fill every row, in worker processes when that helps; errors propagate unchanged."""
     size = max(1, min(CLIPS_PER_TASK, math.ceil(len(paths) / (4 * workers))))
     if workers <= 1 or len(paths) <= size:
@@ -313,6 +317,19 @@ def _run(writer: _RowWriter, paths: list[str], workers: int, bar: tqdm) -> None:
             bar.update(n)
 
 
+def _reserve(path: Path) -> None:
+    """Allocate the sparse file's blocks now, so a full disk is an ``OSError`` here instead of a
+    failed write (or a SIGBUS through a memory map) in a worker halfway through."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    with open(path, "rb+") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+
+
 def _extract(
     ds: Dataset, cfg: FeatureConfig, tmp: Path, expected: dict[str, Any], progress: bool, workers: int
 ) -> None:
@@ -321,6 +338,7 @@ def _extract(
     mm = np.lib.format.open_memmap(tmp / DATA_FILE, mode="w+", dtype=np.dtype(cfg.dtype), shape=shape)
     offset = int(mm.offset)
     del mm  # the header is written and the file sized; rows are filled by position
+    _reserve(tmp / DATA_FILE)
     writer = _RowWriter(
         cfg=cfg,
         sample_rate=int(ds.sample_rate),
@@ -331,7 +349,7 @@ def _extract(
         row_bytes=int(np.prod(shape[1:])) * np.dtype(cfg.dtype).itemsize,
     )
     paths = [str(Path(ds.root) / f) for f in ds.meta["filename"]]
-    with tqdm(total=len(paths), unit="clip", desc=f"log-mel x{cfg.n_mels}", disable=not progress) as bar:
+    with progress_bar(total=len(paths), unit="clip", desc=f"log-mel x{cfg.n_mels}", enabled=progress) as bar:
         _run(writer, paths, workers, bar)
     with open(tmp / DATA_FILE, "rb+") as f:
         os.fsync(f.fileno())

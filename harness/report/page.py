@@ -197,7 +197,7 @@ def build_report(opts: ReportOptions) -> Report:
 
     lines = ["# ASC harness report", "",
              f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} by harness {__version__} from `{results}`. "
-             "Paper values are the paper's own (results/paper.json); every other number is recomputed from the store.",
+             "Paper values are the paper's own (harness/report/paper.json); every other number is recomputed from the store.",
              "", table1.selection.describe(), ""]
     for t in tables:
         lines += [render([t], "markdown"), ""]

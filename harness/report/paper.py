@@ -1,4 +1,4 @@
-"""The paper's own numbers (``results/paper.json``), kept apart from anything the harness measures.
+"""The paper's own numbers (``harness/report/paper.json``, package data), kept apart from anything the harness measures.
 
 Every report prints these beside the harness's figures, so they live in one labelled file that a
 reader can check against the paper rather than being scattered through the code.
@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-import harness
 from harness.errors import DataError
 
 METRICS = ("overall", "unseen")
 
 
-def paper_path() -> Path:
-    """``results/paper.json`` of the source tree the package was installed from."""
-    return Path(harness.__file__).resolve().parents[1] / "results" / "paper.json"
+def paper_path() -> Traversable:
+    """The packaged ``paper.json``: package data, so every install has it (editable, wheel, sdist)."""
+    return resources.files("harness.report") / "paper.json"
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class PaperParams:
 class Paper:
     """The paper's Tables 1-2 and protocol, as loaded from ``paper.json``."""
 
-    path: Path
+    path: Path | Traversable
     citation: str
     protocol: dict[str, Any]
     table1_units: str
@@ -80,8 +81,8 @@ class Paper:
 def load_paper(path: str | Path | None = None) -> Paper:
     """Read and check ``paper.json``; a missing or malformed file is a one-line ``DataError``."""
     path = Path(path) if path is not None else paper_path()
-    if not path.exists():
-        raise DataError("the paper's numbers are missing; restore results/paper.json from the source tree", path)
+    if not path.is_file():
+        raise DataError("the paper's numbers are missing; reinstall the package (it ships harness/report/paper.json)", str(path))
     try:
         raw = json.loads(path.read_text())
         t1 = {}

@@ -34,11 +34,18 @@ METRIC_LABEL = {"overall": "Overall", "unseen": "Unseen"}
 # -- the index and the choice of runs -----------------------------------------------------------
 def load_index(results: str | Path) -> pd.DataFrame:
     """``results/index.csv`` with every contract column present (empty when nothing is stored)."""
-    df = ResultsStore(results).load_index()
+    df = ResultsStore(results).load_index(liveness=True)
     for col in INDEX_COLUMNS:
         if col not in df.columns:
             df[col] = np.nan
     return df
+
+
+def _is_default_synthetic(dataset: str) -> bool:
+    """Whether a recorded dataset folder is the embedded default (generated into the cache as
+    ``datasets/synthetic-<hash>/…``) rather than one written with ``harness data synth --out``."""
+    parts = Path(dataset).parts
+    return any(a == "datasets" and b.startswith("synthetic-") for a, b in zip(parts, parts[1:]))
 
 
 @dataclass
@@ -71,7 +78,7 @@ class Selection:
     @property
     def data_arg(self) -> str:
         """What to pass as ``harness run --data`` to add runs to this selection."""
-        if self.dataset_kind == "synthetic" or not self.dataset:
+        if not self.dataset or (self.dataset_kind == "synthetic" and _is_default_synthetic(self.dataset)):
             return "synthetic"
         return self.dataset
 
@@ -152,8 +159,9 @@ def _match_dataset(df: pd.DataFrame, dataset: str) -> pd.Series:
     path = Path(dataset).expanduser()
     if path.exists() or "/" in dataset:
         target = str(path.resolve())
-        return df["dataset"].map(lambda p: bool(p) and str(Path(p).expanduser().resolve()) == target)
-    return df["dataset_identity"].str.startswith(dataset)
+        # astype(bool): on an empty index map() gives an object Series, which pandas would take for column names
+        return df["dataset"].map(lambda p: bool(p) and str(Path(p).expanduser().resolve()) == target).astype(bool)
+    return df["dataset_identity"].astype(str).str.startswith(dataset).astype(bool)
 
 
 def _paper_hyperparameters(df: pd.DataFrame, preset: str, notes: list[str]) -> pd.DataFrame:
@@ -184,6 +192,10 @@ def select_runs(index: pd.DataFrame, *, dataset: str | None = None, preset: str 
     """The complete runs that fill Table 1 and a :class:`Selection` saying where they come from."""
     notes: list[str] = []
     df = _prepare(index)
+    stale = df[df["status"] == "stale"]
+    if len(stale):
+        notes.append(f"{len(stale)} run(s) marked running whose process is gone (stale; the same `harness run` "
+                     f"resumes them): {', '.join(map(str, stale['run_id'].head(3)))}{' …' if len(stale) > 3 else ''}")
     complete = df[df["status"] == "complete"]
     # "loco" selects every leave-one-domain-out fold (splits loco:<domain>) at once.
     on_split = complete["split"].str.startswith(f"{split}:") if split == "loco" else complete["split"] == split
@@ -383,7 +395,7 @@ def build_table1(index: pd.DataFrame, *, dataset: str | None = None, preset: str
             have = {int(s) for s in rows["seed"]}
             for s in seeds:
                 if s not in have:
-                    missing.append(MissingRun(v.name, m, s, v.command(m, s, sel.preset, sel.data_arg, sel.unseen_protocol)))
+                    missing.append(MissingRun(v.name, m, s, v.command(m, s, sel.preset, sel.data_arg, sel.unseen_protocol, results)))
     if results is not None and len(runs):
         sel.unseen_clips = _unseen_clips(Path(results), runs)
     return Table1(sel, cells, tuple(variants), tuple(mels), tuple(seeds), missing, paper, runs)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
 
 from harness.errors import ConfigError
 
@@ -29,14 +30,17 @@ class Variant:
         return (self.arch, self.loss, self.aug)
 
     def command(self, n_mels: int, seed: int, preset: str = "paper", data: str | None = "synthetic",
-                unseen: str = "official") -> str:
-        """The ``harness run`` line that produces this row's run for one feature size and seed."""
+                unseen: str = "official", results: str | Path | None = None) -> str:
+        """The ``harness run`` line that produces this row's run for one feature size and seed, into
+        ``results`` when given (shell-quoted: paste it as it is)."""
         parts = ["harness", "run", "--arch", self.arch, "--loss", self.loss, "--aug", self.aug,
                  "--mels", str(int(n_mels)), "--seed", str(int(seed)), "--preset", preset]
         if data and data != "synthetic":
             parts += ["--data", str(data)]
         if unseen != "official":
             parts += ["--unseen", unseen]
+        if results is not None:
+            parts += ["--results", str(results)]
         return " ".join(shlex.quote(p) for p in parts)
 
 

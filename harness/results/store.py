@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from harness.atomic import atomic_path, write_json
-from harness.errors import DataError, TrainingError
+from harness.errors import DataError, StorageError, TrainingError
 
 INDEX_COLUMNS = [
     "run_id", "status", "arch", "loss", "aug", "n_mels", "seed", "alpha", "gamma", "epochs",
@@ -27,11 +28,19 @@ INDEX_COLUMNS = [
 ]
 
 
+#: The lock a run holds in its folder while it trains.
+LOCK_FILE = ".lock"
+
+
 @contextmanager
 def file_lock(path: Path, *, blocking: bool = True) -> Iterator[None]:
     """An exclusive advisory lock held for the ``with`` block (released if the process dies)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(path, "a+")
+    except OSError as exc:
+        raise StorageError.from_os(exc, path) from exc
+    with fh:
         flags = fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB)
         try:
             fcntl.flock(fh, flags)
@@ -56,14 +65,39 @@ class ResultsStore:
     def run_dir(self, run_id: str) -> Path:
         return self.root / "runs" / run_id
 
-    def load_index(self) -> pd.DataFrame:
-        """Every run's row; an empty frame with the right columns when nothing is stored."""
+    def load_index(self, *, liveness: bool = False) -> pd.DataFrame:
+        """Every run's row; an empty frame with the right columns when nothing is stored.
+
+        With ``liveness``, a ``running`` row whose run no process holds any more (killed, power
+        lost) reads ``stale``.
+        """
         if not self.index_path.exists():
             return pd.DataFrame(columns=INDEX_COLUMNS)
         try:
-            return pd.read_csv(self.index_path)
+            df = pd.read_csv(self.index_path)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             raise DataError(f"results index is unreadable ({exc}); rebuild it with `harness table --reindex`", self.index_path) from exc
+        if liveness and len(df):
+            dead = (df["status"] == "running") & ~df["run_id"].astype(str).map(self.is_running)
+            df.loc[dead, "status"] = "stale"
+        return df
+
+    def is_running(self, run_id: str) -> bool:
+        """Whether a process holds the run's lock now (the runner holds it for the whole run and the
+        kernel drops it when the process dies, however it dies). Creates nothing."""
+        try:
+            fd = os.open(self.run_dir(run_id) / LOCK_FILE, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)  # closing releases the probe's lock, if it got it
+        return False
 
     def update_index(self, row: dict[str, Any]) -> None:
         """Insert or replace the row of ``row['run_id']`` atomically, under the index lock."""

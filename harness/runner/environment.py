@@ -38,6 +38,8 @@ def resolve_device(name: str) -> torch.device:
 def git_commit() -> dict[str, Any]:
     """The harness checkout's commit and whether it had uncommitted changes (None outside git)."""
     root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():  # an installed package: site-packages is no checkout of the harness
+        return {"commit": None, "dirty": None}
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                 timeout=5, check=True).stdout.strip()

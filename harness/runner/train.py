@@ -25,13 +25,14 @@ from harness.atomic import atomic_path, write_json
 from harness.data.source import open_dataset
 from harness.data.splits import inner_validation, make_split
 from harness.data.tau import SCENES
-from harness.errors import ConfigError, DataError, TrainingError
+from harness.errors import ConfigError, DataError, HarnessError, StorageError, TrainingError
 from harness.features.cache import load_features
 from harness.features.logmel import FeatureConfig, band_stats
 from harness.model import ModelOutput, count_parameters, implementation
 from harness.precision import autocast
+from harness.progress import progress
 from harness.registry import create_architecture, create_loss
-from harness.results.store import ResultsStore, file_lock, save_npz
+from harness.results.store import LOCK_FILE, ResultsStore, file_lock, save_npz
 from harness.runner.augment import BatchAugment
 from harness.runner.config import RunConfig
 from harness.runner.environment import environment_record, resolve_device
@@ -39,6 +40,9 @@ from harness.runner.metrics import accuracy_metrics
 from harness.sampling import PairedBatchSampler
 
 EpochCallback = Callable[[int, dict[str, float]], None]
+
+#: Why a run stopped, written into its folder when it fails after its index row exists.
+FAILURE_FILE = "failure.json"
 
 
 @dataclass
@@ -201,9 +205,9 @@ class Trainer:
         sums: dict[str, float] = {}
         n = 0
         batches = self.batches(epoch)
-        # disable=None: the per-batch bar only on a terminal; a log file gets the per-epoch line alone
-        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
-                   disable=None if self.progress else True, dynamic_ncols=True)
+        # plain=False: the per-batch bar only on a terminal; a log file gets the per-epoch line alone
+        bar = progress(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
+                       enabled=self.progress, plain=False)
         for idx in bar:
             idx_t = torch.as_tensor(idx, device=self.device)
             x = self.normalize(self.x_train[idx_t])
@@ -261,8 +265,8 @@ class Trainer:
     def save_checkpoint(self, epoch: int, history: list[dict[str, Any]], wall: float) -> None:
         state = {"epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "history": history, "wall_s": wall, "run_id": self.run_id}
-        with atomic_path(self.ckpt_path) as tmp:
-            torch.save(state, tmp)
+        with atomic_path(self.ckpt_path) as tmp, open(tmp, "wb") as fh:
+            torch.save(state, fh)  # through a Python file: a full disk is an OSError, not torch's RuntimeError
         with atomic_path(self.dir / "epochs.csv") as tmp:
             pd.DataFrame(history).to_csv(tmp, index=False)
 
@@ -304,9 +308,9 @@ class Trainer:
         }
 
     def fit(self) -> dict[str, Any]:
+        """Train from the last checkpoint on; ``prepare`` and ``build`` must have run (they check
+        everything a run can be refused for, before its folder exists)."""
         cfg = self.cfg
-        self.prepare()
-        self.build()
         write_json(self.dir / "config.json", {"config": cfg.to_dict(), "run_id": self.run_id,
                                               "dataset": {"root": str(self.ds.root), "identity": self.ds.identity,
                                                           "layout": self.ds.layout, "synthetic": self.ds.is_synthetic},
@@ -317,30 +321,56 @@ class Trainer:
                                               "precision": {"precision": cfg.precision, "why": cfg.precision_reason},
                                               "implementation": implementation(self.model)})
         start, history, wall = self.load_checkpoint()
+        (self.dir / FAILURE_FILE).unlink(missing_ok=True)
         self.store.update_index(self.summary_row("running", history, wall))
-        last = None  # the last epoch's predictions: the model has not changed since, so they are reused below
+        if start and self.verbose:
+            tqdm.write(f"resuming from epoch {start} of {cfg.epochs} ({self.ckpt_path})")
+        self.wall = wall
         try:
-            for epoch in range(start + 1, cfg.epochs + 1):
-                t0 = time.perf_counter()
-                metrics = self.train_epoch(epoch)
-                last = self.predict()
-                metrics.update(self.evaluate(last[0]))
-                seconds = time.perf_counter() - t0
-                wall += seconds
-                history.append({"epoch": epoch, **metrics, "seconds": round(seconds, 3), "lr": cfg.lr})
-                self.save_checkpoint(epoch, history, wall)
-                if self.verbose:
-                    tqdm.write(f"epoch {epoch}/{cfg.epochs}  loss {metrics['train_loss']:.3f}  "
-                               f"acc {100 * metrics['acc']:.2f}%  unseen {100 * metrics['unseen_acc']:.2f}%  "
-                               f"({seconds:.1f}s)")
-                if self.on_epoch is not None:
-                    self.on_epoch(epoch, metrics)
-        except torch.cuda.OutOfMemoryError as exc:
-            self.store.update_index(self.summary_row("failed", history, wall))
-            raise TrainingError(f"out of GPU memory at batch size {cfg.batch_size}; try a smaller --batch-size") from exc
-        except TrainingError:
-            self.store.update_index(self.summary_row("failed", history, wall))
+            return self._train(start, history, wall)
+        except BaseException as exc:  # any failure, interrupt or pruning: the row must not stay "running"
+            self.mark_failed(exc, history, self.wall)
+            if isinstance(exc, torch.cuda.OutOfMemoryError):
+                raise TrainingError(f"out of GPU memory at batch size {cfg.batch_size}; try a smaller --batch-size") from exc
             raise
+
+    def mark_failed(self, exc: BaseException, history: list[dict[str, Any]], wall: float) -> None:
+        """Record why the run stopped (``failure.json`` in its folder) and mark its index row failed.
+        Best effort: when the store itself is what failed, the row is left to look stale."""
+        reason = str(exc) or type(exc).__name__
+        if isinstance(exc, KeyboardInterrupt):
+            reason = "interrupted"
+        try:
+            write_json(self.dir / FAILURE_FILE, {"error": reason, "type": type(exc).__name__,
+                                                 "epochs_done": len(history), "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        except HarnessError:
+            pass
+        try:
+            self.store.update_index(self.summary_row("failed", history, wall))
+        except (HarnessError, OSError):
+            pass
+
+    def _train(self, start: int, history: list[dict[str, Any]], wall: float) -> dict[str, Any]:
+        cfg = self.cfg
+        self.wall = wall
+        last = None  # the last epoch's predictions: the model has not changed since, so they are reused below
+        for epoch in range(start + 1, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            metrics = self.train_epoch(epoch)
+            last = self.predict()
+            metrics.update(self.evaluate(last[0]))
+            seconds = time.perf_counter() - t0
+            wall += seconds
+            self.wall = wall
+            entry = {"epoch": epoch, **metrics, "seconds": round(seconds, 3), "lr": cfg.lr}
+            self.save_checkpoint(epoch, [*history, entry], wall)
+            history.append(entry)  # only once stored: a failed run's record counts the epochs it kept
+            if self.verbose:
+                tqdm.write(f"epoch {epoch}/{cfg.epochs}  loss {metrics['train_loss']:.3f}  "
+                           f"acc {100 * metrics['acc']:.2f}%  unseen {100 * metrics['unseen_acc']:.2f}%  "
+                           f"({seconds:.1f}s)")
+            if self.on_epoch is not None:
+                self.on_epoch(epoch, metrics)
         logits, embs = last if last is not None else self.predict()
         rows = self.ev.rows
         save_npz(self.dir / "predictions.npz", filenames=self.ds.meta["filename"].to_numpy()[rows].astype(str),
@@ -361,13 +391,22 @@ def run(cfg: RunConfig, results: str | Path, *, force: bool = False, progress: b
     cfg = cfg.resolved()
     store = ResultsStore(results)
     trainer = Trainer(cfg, store, progress=progress, on_epoch=on_epoch, verbose=verbose)
-    trainer.dir.mkdir(parents=True, exist_ok=True)
-    with file_lock(trainer.dir / ".lock", blocking=False):
-        done = store.summary(trainer.run_id)
+    done = store.summary(trainer.run_id)
+    if done is not None and done.get("status") == "complete" and not force:
+        return {**done, "reused": True}
+    # Everything a run can be refused for (data, split, model, loss, combination) is checked
+    # before its folder exists, so a refused run leaves nothing behind.
+    trainer.prepare()
+    trainer.build()
+    try:
+        trainer.dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError.from_os(exc, trainer.dir) from exc
+    with file_lock(trainer.dir / LOCK_FILE, blocking=False):
+        done = store.summary(trainer.run_id)  # another process may have finished it meanwhile
         if done is not None and done.get("status") == "complete" and not force:
             return {**done, "reused": True}
         if force:
-            for name in ("checkpoint.pt", "epochs.csv", "summary.json", "predictions.npz"):
+            for name in ("checkpoint.pt", "epochs.csv", "summary.json", "predictions.npz", FAILURE_FILE):
                 (trainer.dir / name).unlink(missing_ok=True)
         return trainer.fit()
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shlex
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -138,7 +139,7 @@ def render(study: optuna.Study, started: float, out: Path, dashboard: str) -> st
     plots = save_plots(study, out)
     if plots:
         lines.append("plots: " + ", ".join(str(p) for p in plots))
-    lines.append(f"browse it: optuna-dashboard {dashboard}")
+    lines.append(f"browse it: optuna-dashboard {shlex.quote(str(dashboard))}")
     write_json(out / "summary.json", {"study": study.study_name, "best": best, "stats": asdict(s),
                                       "trials_per_hour": s.trials_per_hour,
                                       "importances": imp if isinstance(imp, dict) else None})
