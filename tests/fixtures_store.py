@@ -108,7 +108,7 @@ def _epochs(acc: float, unseen: float) -> pd.DataFrame:
 
 def _summary(run_id: str, variant: str, seed: int, status: str, acc: tuple[float, float] | None,
              identity: str = IDENTITY, kind: str = "synthetic", preset: str = "quick", protocol: str = "official",
-             dataset: str = "/cache/harness/synthetic/fixture") -> dict:
+             dataset: str = "/cache/harness/datasets/synthetic-fixture/TAU-urban-acoustic-scenes-2019-development") -> dict:
     arch, loss, aug = CONFIG[variant]
     return {"run_id": run_id, "status": status, "arch": arch, "loss": loss, "aug": aug, "n_mels": 40, "seed": seed,
             "alpha": 0.2 if loss.startswith("triplet") else None, "gamma": 10.0 if loss.startswith("triplet") else None,

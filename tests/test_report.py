@@ -86,6 +86,7 @@ def test_report_on_fixture_store(tmp_path: Path) -> None:
 
 
 def test_report_on_empty_store_via_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "none").mkdir()  # an empty store (a missing one is an error: tests/test_failures.py)
     assert main(["report", "--results", str(tmp_path / "none"), "--out", str(tmp_path / "r"), "--no-table2", "--mels", "40"]) == 0
     md = (tmp_path / "r" / "report.md").read_text()
     assert "no complete runs" in md and "harness run --arch subspectralnet" in md
