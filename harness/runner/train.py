@@ -361,10 +361,10 @@ class Trainer:
             metrics.update(self.evaluate(last[0]))
             seconds = time.perf_counter() - t0
             wall += seconds
-            self.wall = wall
             entry = {"epoch": epoch, **metrics, "seconds": round(seconds, 3), "lr": cfg.lr}
             self.save_checkpoint(epoch, [*history, entry], wall)
             history.append(entry)  # only once stored: a failed run's record counts the epochs it kept
+            self.wall = wall
             if self.verbose:
                 tqdm.write(f"epoch {epoch}/{cfg.epochs}  loss {metrics['train_loss']:.3f}  "
                            f"acc {100 * metrics['acc']:.2f}%  unseen {100 * metrics['unseen_acc']:.2f}%  "
