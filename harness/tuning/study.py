@@ -11,6 +11,7 @@ two processes), and Ctrl-C then reaches every trial, which is marked FAIL (see
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 import re
@@ -109,7 +110,8 @@ def study_attrs(spec: TuneSpec) -> dict[str, Any]:
     skip = {*spec.space.names, "dataset_identity"}
     fixed = {k: v for k, v in spec.base.resolved().hashed_fields().items() if k not in skip}
     fixed["loss_options"] = {k: v for k, v in fixed["loss_options"].items() if k not in skip}
-    return {"harness_config": fixed, "objective": spec.objective, "space": spec.space.to_dict()}
+    attrs = {"harness_config": fixed, "objective": spec.objective, "space": spec.space.to_dict()}
+    return json.loads(json.dumps(attrs, default=str))  # as the storage gives them back: tuples are lists
 
 
 class TrialSeededTPE(optuna.samplers.TPESampler):
