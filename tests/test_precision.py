@@ -46,6 +46,6 @@ def test_precision_is_part_of_the_run_id_and_fp32_ids_are_unchanged(monkeypatch:
 def test_cli_rejects_an_unknown_precision(capsys) -> None:
     from harness.cli import main
 
-    with pytest.raises(SystemExit):
-        main(["run", "--precision", "fp8"])
-    assert "invalid choice: 'fp8'" in capsys.readouterr().err
+    assert main(["run", "--precision", "fp8"]) == 2  # a usage error: one line, exit 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'fp8'" in err and err.count("\n") == 1
