@@ -35,6 +35,8 @@ from harness.registry import create_architecture, create_loss
 from harness.results.store import LOCK_FILE, ResultsStore, file_lock, save_npz
 from harness.runner.augment import BatchAugment
 from harness.runner.config import RunConfig
+from harness.runner.contract import FILE as PREPROCESSING_FILE
+from harness.runner.contract import Preprocessing
 from harness.runner.environment import environment_record, resolve_device
 from harness.runner.metrics import accuracy_metrics
 from harness.sampling import PairedBatchSampler
@@ -141,9 +143,11 @@ class Trainer:
         train_rows, self.ev = build_rows(ds, cfg)
         self.train_rows = np.sort(train_rows)  # sorted: one sequential read of the memory map
         check_rows(ds, cfg, self.train_rows, self.ev)
-        feats = load_features(ds, FeatureConfig(n_mels=cfg.n_mels), progress=self.progress)
+        feature_cfg = FeatureConfig(n_mels=cfg.n_mels)
+        feats = load_features(ds, feature_cfg, progress=self.progress)
         self.n_frames = feats.shape[-1]
         mean, std = band_stats(feats, self.train_rows)
+        self.preprocessing = Preprocessing.build(feature_cfg, ds, self.n_frames, mean, std, list(SCENES))
         self.mean = torch.as_tensor(mean, dtype=torch.float32, device=self.device)
         self.std = torch.as_tensor(std, dtype=torch.float32, device=self.device)
         # Features stay float16 and resident on the training device; batches are gathered there.
@@ -320,6 +324,7 @@ class Trainer:
                                               "environment": environment_record(self.device),
                                               "precision": {"precision": cfg.precision, "why": cfg.precision_reason},
                                               "implementation": implementation(self.model)})
+        self.preprocessing.write(self.dir / PREPROCESSING_FILE)
         start, history, wall = self.load_checkpoint()
         (self.dir / FAILURE_FILE).unlink(missing_ok=True)
         self.store.update_index(self.summary_row("running", history, wall))
