@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict", help="score unlabelled clips with a trained run and write a DCASE submission file",
         description="Score the clips of an evaluation folder with a completed run, using the run's own feature settings "
-                    "and normalisation statistics (preprocessing.json in the run folder), and write the DCASE Task 1 "
+                    "and normalisation statistics (preprocessing.json in the run folder), on the CPU, and write the DCASE Task 1 "
                     "system-output file: TAB-separated, header 'filename scene_label <one column per class>', "
                     "the columns holding class probabilities.")
     p.add_argument("run", metavar="RUN", help="run id (or a unique prefix of one) under <results>/runs")

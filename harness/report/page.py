@@ -1,4 +1,4 @@
-"""``harness report``: one Markdown page with Tables 1-2, the statistics, figures and Figure 1 measured.
+"""``harness report``: one page (Markdown, or self-contained HTML) with Tables 1-2, the statistics, figures and Figure 1 measured.
 
 Everything is recomputed from the results store, so the page can be regenerated at any time and
 never holds a number that the store does not.
@@ -19,11 +19,17 @@ from harness import __version__
 from harness.atomic import write_text
 from harness.errors import HarnessError
 from harness.report import figures as fg
+from harness.report import html
+from harness.report.html import REPORT_FORMATS
 from harness.report.stats import build_stats, read_predictions
 from harness.report.tables import DEFAULT_MELS, DEFAULT_SEEDS, Table1, build_table1, build_table2, load_index, render, runs_of
 
 PRED_KEYS = ("filenames", "labels", "domains", "classes", "logits", "embeddings", "official", "unseen")
 CE_VARIANT, TRIPLET_VARIANT = "FCNN", "FCNN-triplet"  # the two panels of the paper's Figure 1
+#: Figure kinds in page order, with their section titles.
+FIGURE_KINDS = {"projection": "Figure 1 measured: embeddings of CE (FCNN) vs triplet-city (FCNN-triplet)",
+                "cities": "Accuracy per city (seen vs unseen)", "curves": "Learning curves",
+                "confusion": "Confusion matrices"}
 
 
 @dataclass
@@ -39,6 +45,7 @@ class ReportOptions:
     table2: bool = True
     max_points: int = 1500  # clips per run for silhouettes (O(n²) distances)
     n_resamples: int = 2000
+    format: str = "markdown"  # or "html": one self-contained report.html
 
 
 @dataclass
@@ -97,13 +104,15 @@ class _Figures:
 
     def __init__(self, opts: ReportOptions, fig_dir: Path, notes: list[str]):
         self.opts, self.dir, self.notes = opts, fig_dir, notes
-        self.written: list[tuple[str, Path]] = []
+        self.written: list[tuple[str, int, Path]] = []  # (kind, n_mels, PNG)
         self.invariance = InvarianceTable()
+        self.n_mels = 0
 
     def save(self, kind: str, fig, name: str) -> None:
-        self.written.append((kind, fg.save_figure(fig, self.dir / f"{name}.png")))
+        self.written.append((kind, self.n_mels, fg.save_figure(fig, self.dir / f"{name}.png")))
 
     def draw(self, table: Table1, n_mels: int) -> None:
+        self.n_mels = n_mels
         results = self.opts.results
         city_acc: dict[str, dict[str, float]] = {}
         curves: dict[str, list[pd.DataFrame]] = {}
@@ -170,8 +179,27 @@ def _figure_section(title: str, paths: list[Path], out: Path) -> list[str]:
     return lines + [""]
 
 
+def _html_groups(figs: _Figures, mels: tuple[int, ...]) -> list[html.Group]:
+    """A page section per feature size: its figures and its rows of the invariance table."""
+    groups = []
+    for m in mels:
+        g = html.Group(f"{m} log-mel bands", f"mels-{m}")
+        for kind, title in FIGURE_KINDS.items():
+            for kk, mm, path in figs.written:
+                if kk == kind and mm == m:
+                    caption = title if kind != "confusion" else f"Confusion matrix: {path.stem.removeprefix('confusion-')}"
+                    g.figures.append((caption, path))
+        rows = [r for r in figs.invariance.rows if r[1] == m]
+        if rows:
+            g.tables.append(InvarianceTable(rows))
+        groups.append(g)
+    return groups
+
+
 def build_report(opts: ReportOptions) -> Report:
-    """Write ``report.md``, ``tables.json``, ``tables.csv`` and ``figures/*.png`` under ``opts.out``."""
+    """Write ``report.md`` (or ``report.html``), ``tables.json``, ``tables.csv`` and ``figures/*.png`` under ``opts.out``."""
+    if opts.format not in REPORT_FORMATS:
+        raise HarnessError(f"unknown report format {opts.format!r}; choose one of {', '.join(REPORT_FORMATS)}")
     results = Path(opts.results)
     out = Path(opts.out) if opts.out else results / "report"
     fig_dir = out / "figures"
@@ -195,22 +223,25 @@ def build_report(opts: ReportOptions) -> Report:
     else:
         notes.append("no complete runs in the selection, so no figures; run the commands under Table 1")
 
-    lines = ["# ASC harness report", "",
-             f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} by harness {__version__} from `{results}`. "
-             "Paper values are the paper's own (harness/report/paper.json); every other number is recomputed from the store.",
-             "", table1.selection.describe(), ""]
-    for t in tables:
-        lines += [render([t], "markdown"), ""]
-    by_kind = {k: [p for kk, p in figs.written if kk == k] for k in ("projection", "cities", "curves", "confusion")}
-    if figs.written:
-        lines += ["## Figures", ""]
-        lines += _figure_section("Figure 1 measured: embeddings of CE (FCNN) vs triplet-city (FCNN-triplet)", by_kind["projection"], out)
-        lines += _figure_section("Accuracy per city (seen vs unseen)", by_kind["cities"], out)
-        lines += _figure_section("Learning curves", by_kind["curves"], out)
-        lines += _figure_section("Confusion matrices", by_kind["confusion"], out)
-    if notes:
-        lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    generated = (f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} by harness {__version__} from `{results}`. "
+                 "Paper values are the paper's own (harness/report/paper.json); every other number is recomputed from the store.")
     write_text(out / "tables.json", render(tables, "json"))
     write_text(out / "tables.csv", render(tables, "csv"))
+    figures = [p for _, _, p in figs.written]
+    if opts.format == "html":
+        page_tables = [t for t in tables if t is not figs.invariance]  # shown per group instead
+        text = html.page("ASC harness report", [generated.replace("`", ""), table1.selection.describe()],
+                         page_tables, _html_groups(figs, opts.mels), notes)
+        write_text(out / "report.html", text)
+        return Report(out / "report.html", figures, notes)
+    lines = ["# ASC harness report", "", generated, "", table1.selection.describe(), ""]
+    for t in tables:
+        lines += [render([t], "markdown"), ""]
+    if figs.written:
+        lines += ["## Figures", ""]
+        for kind, title in FIGURE_KINDS.items():
+            lines += _figure_section(title, [p for kk, _, p in figs.written if kk == kind], out)
+    if notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     write_text(out / "report.md", "\n".join(lines))
-    return Report(out / "report.md", [p for _, p in figs.written], notes)
+    return Report(out / "report.md", figures, notes)
