@@ -73,3 +73,122 @@ def measure(arch: str, n_mels: int, n_frames: int = 500, in_channels: int = 2, *
         macs=_ptflops_macs(wrapped, shape, []),
         macs_conv_linear=_ptflops_macs(wrapped, shape, _NOT_CONV_LINEAR),
     )
+
+
+# -- complexity limits as the DCASE challenge checks them ------------------------------------------
+
+#: Bytes one parameter takes at each evaluation precision.
+PRECISION_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
+
+#: (label, arch, front end, n_mels) of the rows measured against a budget, each on its own front end.
+BUDGET_CONFIGS: list[tuple[str, str, str, int]] = [
+    ("DCASE 2019 baseline", "dcase-baseline", "dcase2019", 40),
+    ("SubSpectralNet", "subspectralnet", "dcase2019", 40),
+    ("FCNN", "fcnn", "dcase2019", 40),
+    ("SubSpectralNet", "subspectralnet", "dcase2019", 200),
+    ("FCNN", "fcnn", "dcase2019", 200),
+    ("DCASE 2024 baseline", "dcase2024-baseline", "dcase2024", 256),
+]
+
+#: The rate and channels each front end is fed in the budget table (its dataset's audio).
+FRONT_END_INPUT = {"dcase2019": (48000, 2), "dcase2024": (44100, 1)}
+
+
+def challenge_count(model: nn.Module, shape: tuple[int, ...]) -> tuple[int, int]:
+    """(MACs, parameters) of one input of ``shape`` (C, F, T), counted as NeSsi / the DCASE 2024 baseline.
+
+    torchinfo's rule: a convolution's weights times its output positions, a dense or batch-norm
+    layer's parameters once each (so batch norm counts 2 MACs per channel); activations and pooling
+    are free. Reproduces the baseline's published 29,419,156 MACs and 61,148 parameters.
+    """
+    import torchinfo
+
+    hook = model.register_forward_hook(lambda _m, _a, out: out.logits)  # torchinfo needs a tensor
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            stats = torchinfo.summary(model.eval(), input_size=(1, *shape), verbose=0, device="cpu")
+    finally:
+        hook.remove()
+    return int(stats.total_mult_adds), int(stats.total_params)
+
+
+@dataclass(frozen=True)
+class ChallengeComplexity:
+    """A network's size and compute on its front end, per second of audio."""
+
+    params: int
+    macs_1s: int  # MACs of one 1-s clip: what the challenge limits
+    macs_per_s_10s: float  # MACs of one 10-s clip / 10
+
+    def param_bytes(self, precision: str) -> int:
+        return self.params * PRECISION_BYTES[precision]
+
+
+def input_shape(features: Any, seconds: float, sample_rate: int, channels: int) -> tuple[int, int, int]:
+    """(channels, n_mels, frames) that ``features`` (a FeatureConfig) makes of a clip of ``seconds``."""
+    samples = int(round(seconds * sample_rate))
+    return features.channels(channels), int(features.n_mels), features.n_frames(sample_rate, samples)
+
+
+def measure_per_second(arch: str, features: Any, sample_rate: int, channels: int,
+                       n_classes: int = 10, **options: Any) -> ChallengeComplexity:
+    """Challenge-style counts of ``arch`` on 1-s and 10-s clips through ``features``."""
+    counts = {}
+    for seconds in (1, 10):
+        shape = input_shape(features, seconds, sample_rate, channels)
+        model = create_architecture(arch, n_mels=shape[1], n_frames=shape[2], in_channels=shape[0],
+                                    n_classes=n_classes, **options)
+        counts[seconds] = challenge_count(model, shape)
+    return ChallengeComplexity(counts[1][1], counts[1][0], counts[10][0] / 10)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A complexity limit, read from a data file (``harness/budgets/<name>.json`` or a path)."""
+
+    name: str
+    param_bytes: int
+    macs_per_second: int
+    description: str = ""
+    source: str = ""
+
+    def verdict(self, c: ChallengeComplexity, precision: str) -> str:
+        over = []
+        if c.param_bytes(precision) > self.param_bytes:
+            over.append(f"params {c.param_bytes(precision):,} B > {self.param_bytes:,} B")
+        if c.macs_1s > self.macs_per_second:
+            over.append(f"MACs {c.macs_1s / 1e6:.1f} M > {self.macs_per_second / 1e6:g} M")
+        return "fits" if not over else "over: " + "; ".join(over)
+
+
+def budget_names() -> list[str]:
+    from importlib.resources import files
+
+    return sorted(p.name[:-5] for p in files("harness").joinpath("budgets").iterdir() if p.name.endswith(".json"))
+
+
+def load_budget(name_or_path: str) -> Budget:
+    """A named budget shipped with the package, or a JSON file with ``param_bytes`` and ``macs_per_second``."""
+    import json
+    from importlib.resources import files
+    from pathlib import Path
+
+    from harness.errors import ConfigError
+
+    path = Path(name_or_path)
+    if not (path.suffix == ".json" or path.exists()):
+        if name_or_path not in budget_names():
+            raise ConfigError(f"unknown budget {name_or_path!r}; choose one of {', '.join(budget_names())} or give a JSON file")
+        text = files("harness").joinpath("budgets", f"{name_or_path}.json").read_text()
+    else:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read budget file {path}: {exc.strerror or exc}") from None
+    try:
+        d = json.loads(text)
+        return Budget(str(d.get("name", path.stem)), int(d["param_bytes"]), int(d["macs_per_second"]),
+                      str(d.get("description", "")), str(d.get("source", "")))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"budget {name_or_path}: needs integer param_bytes and macs_per_second ({exc})") from None

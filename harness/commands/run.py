@@ -8,6 +8,7 @@ from typing import Any
 from tabulate import tabulate
 
 from harness.options import split_pairs
+from harness.features.logmel import FEATURE_PRESETS, feature_preset
 from harness.paths import results_dir
 from harness.runner.config import AUGMENTATIONS, PRESETS, RunConfig
 
@@ -20,7 +21,11 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--loss", default="ce", help="loss name: ce, triplet-city, triplet-random, triplet-device (default: ce)")
     g.add_argument("--loss-opt", action="append", metavar="KEY=VALUE", help="loss option, repeatable, e.g. normalize=false, band_weight=0.5; values are typed from the loss's declaration (see `harness list`)")
     g.add_argument("--aug", default="none", help=f"augmentation: {' | '.join(AUGMENTATIONS)} (default: none)")
-    g.add_argument("--mels", type=int, default=40, help="log-mel bands: 40 or 200 in the paper (default: 40)")
+    g.add_argument("--mels", type=int, help="log-mel bands: 40 or 200 in the paper (default: the front end's, 40 for dcase2019, 256 for dcase2024)")
+    g.add_argument("--features", default="dcase2019", choices=sorted(FEATURE_PRESETS),
+                   help="front end: dcase2019 = the paper's (40 ms Hamming, 20 ms hop, magnitude, channels kept); "
+                        "dcase2024 = the DCASE 2024 Task 1 baseline's (32 kHz, 4096-point FFT, 3072-sample window, "
+                        "500-sample hop, 256 mels, power, mono) (default: dcase2019)")
     g.add_argument("--alpha", type=float, help="triplet margin α, short for --loss-opt alpha=X (default 0.2, triplet losses only)")
     g.add_argument("--gamma", type=float, help="triplet weight γ, short for --loss-opt gamma=X (default 10, triplet losses only)")
     g.add_argument("--mixup-alpha", type=float, default=0.4, help="mixup Beta(α, α) parameter (default: 0.4)")
@@ -48,7 +53,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace, **extra: Any) -> RunConfig:
     return RunConfig(
-        arch=args.arch, loss=args.loss, aug=args.aug, n_mels=args.mels, alpha=args.alpha, gamma=args.gamma,
+        arch=args.arch, loss=args.loss, aug=args.aug, alpha=args.alpha, gamma=args.gamma,
+        features=args.features, n_mels=args.mels or feature_preset(args.features).n_mels,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=getattr(args, "seed", 0) or 0,
         data=args.data, split=args.split, unseen=args.unseen, device=args.device, precision=args.precision, preset=args.preset,
         score_last=args.score_last, mixup_alpha=args.mixup_alpha, arch_options=split_pairs(args.arch_opt, "--arch-opt"),
@@ -57,7 +63,24 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> RunConfig:
     )
 
 
-def summary_table(s: dict[str, Any]) -> str:
+def complexity_rows(s: dict[str, Any], budget: str | None) -> list[list[str]]:
+    """Parameter memory, MACs per second and the verdict against ``budget`` (runs stored before these were recorded: none)."""
+    if "macs_per_s_1s" not in s:
+        return []
+    from harness.complexity import ChallengeComplexity, load_budget
+
+    rows = [[f"parameter memory ({s['eval_precision']})", f"{int(s['param_bytes']):,} B"],
+            ["MACs per second (1-s / 10-s clips)", f"{s['macs_per_s_1s'] / 1e6:,.2f} M / {s['macs_per_s_10s'] / 1e6:,.2f} M"]]
+    for p, q in (s.get("quantized") or {}).items():
+        rows.append([f"evaluated at {p}: overall acc % / parameter memory", f"{100 * q['acc']:.2f} / {int(q['param_bytes']):,} B"])
+    if budget:
+        b = load_budget(budget)
+        c = ChallengeComplexity(int(s["params"]), int(s["macs_per_s_1s"]), float(s["macs_per_s_10s"]))
+        rows.append([f"budget {b.name} ({s['eval_precision']})", b.verdict(c, s["eval_precision"])])
+    return rows
+
+
+def summary_table(s: dict[str, Any], budget: str | None = None) -> str:
     pct = lambda v: "-" if v is None or v != v else f"{100 * float(v):.2f}"  # noqa: E731
     k = s.get("score_epochs", 10)
     rows = [
@@ -67,6 +90,7 @@ def summary_table(s: dict[str, Any]) -> str:
         [f"overall acc % (mean last {k} / final)", f"{pct(s['acc_last10'])} / {pct(s['acc_final'])}"],
         [f"unseen acc % [{s['unseen_domains']}] (mean last {k} / final)", f"{pct(s['unseen_last10'])} / {pct(s['unseen_final'])}"],
         ["parameters", f"{int(s['params']):,}"],
+        *complexity_rows(s, budget),
         ["wall time", f"{float(s['wall_s']):.1f} s"],
         ["device", f"{s['device']} · {s.get('precision', 'fp32')}"],
     ]
@@ -77,6 +101,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.runner.train import run
 
     cfg = config_from_args(args)
+    if args.budget:
+        from harness.complexity import load_budget
+
+        load_budget(args.budget)  # a bad budget is an error before training, not after
     if args.params_from:
         from harness.tune import best_params
 
@@ -85,7 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = run(cfg, results, force=args.force, progress=not args.no_progress, verbose=True)
     if summary.get("reused"):
         print(f"already complete: {results / summary['run_dir']} (use --force to retrain)")
-    print(summary_table(summary))
+    print(summary_table(summary, args.budget))
     return 0
 
 
@@ -98,5 +126,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_run_options(p)
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--force", action="store_true", help="retrain even if this exact run is already stored")
+    p.add_argument("--budget", default="dcase2024", metavar="NAME|FILE",
+                   help="complexity budget the summary judges the model against: dcase2024 (128 kB of parameters, "
+                        "30 M MACs per second) or a JSON file with param_bytes and macs_per_second (default: dcase2024)")
     p.add_argument("--params-from", metavar="STUDY", help="take α, γ (and lr if tuned) from the best trial of this Optuna study")
     p.set_defaults(func=cmd_run)

@@ -104,7 +104,10 @@ def cmd_table(args: argparse.Namespace) -> int:
         if args.stats and len(t1.runs):
             tables.append(build_stats(t1.runs, t1.selection, results, mels=args.mels, n_resamples=args.resamples))
     if args.table in ("2", "all"):
+        from harness.report.budget import build_budget_table
+
         tables.append(build_table2(paper, n_frames=args.frames))
+        tables.append(build_budget_table(args.budget, args.precision))
     text = render(tables, args.format)
     if args.output:
         from harness.atomic import write_text
@@ -155,5 +158,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="train nothing, read no results: print the minimum detectable effect a grid on --dataset "
                         "(default: synthetic) with --split and --plan-seeds will have")
     p.add_argument("--plan-seeds", type=positive_int, default=2, metavar="N", help="seeds per configuration for --plan (default: 2)")
+    p.add_argument("--budget", default="dcase2024", metavar="NAME|FILE",
+                   help="complexity budget Table 2 checks against: a shipped one (dcase2024 = 128 kB of parameters, "
+                        "30 M MACs per second) or a JSON file with param_bytes and macs_per_second (default: dcase2024)")
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32",
+                   help="precision the parameter memory is counted at (default: fp32)")
     p.add_argument("--reindex", action="store_true", help="first rebuild index.csv from the runs' summary.json files")
     p.set_defaults(func=cmd_table)

@@ -29,7 +29,6 @@ def default_jobs(device: str) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     from harness.data.source import open_dataset
     from harness.features.cache import load_features
-    from harness.features.logmel import FeatureConfig
     from harness.registry import LOSSES
     from harness.tune import SearchSpace, TuneSpec, final_run, optimize, parse_range
     from harness.tuning.objective import tuning_config
@@ -59,7 +58,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     ds = open_dataset(cfg.data, progress=not args.no_progress)
     cfg = replace(cfg, dataset_identity=ds.identity)
     spec = replace(spec, base=cfg, study_name=args.study or default_study_name(cfg, args.objective))
-    load_features(ds, FeatureConfig(n_mels=cfg.n_mels), progress=not args.no_progress)  # once, before workers
+    load_features(ds, cfg.feature_config(), progress=not args.no_progress)  # once, before workers
     ranges = ", ".join(f"{PARAM_LABELS[k]} {lo:g}..{hi:g}" for k, (lo, hi) in space.to_dict().items())
     print(f"study {spec.study_name} ({spec.dashboard_target}): {args.objective} accuracy on inner validation, "
           f"{ranges} (log), {args.trials} trials, {n_jobs} job(s), pruner {args.pruner}")

@@ -109,7 +109,7 @@ def _expected(ds: Dataset, cfg: FeatureConfig) -> dict[str, Any]:
         "identity": ds.identity,
         "config": cfg.to_dict(),
         "filenames": [str(f) for f in ds.meta["filename"]],
-        "shape": [len(ds.meta), int(ds.channels), int(cfg.n_mels), int(n_frames)],
+        "shape": [len(ds.meta), cfg.channels(ds.channels), int(cfg.n_mels), int(n_frames)],
         "dtype": cfg.dtype,
     }
 
@@ -235,7 +235,7 @@ class _RowWriter:
     def __call__(self, task: tuple[int, Sequence[str]]) -> int:
         start, paths = task
         extractor = _extractor(self.cfg, self.sample_rate)
-        shape = (len(paths), self.channels, self.cfg.n_mels, extractor.n_frames(self.clip_samples))
+        shape = (len(paths), self.cfg.channels(self.channels), self.cfg.n_mels, extractor.n_frames(self.clip_samples))
         rows = np.empty(shape, self.cfg.dtype)
         for i, path in enumerate(paths):
             audio = read_wav(path, self.sample_rate, self.channels, self.clip_samples)

@@ -13,7 +13,7 @@ in scale, not the slightly different band centres.
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -40,6 +40,12 @@ class FeatureConfig:
     window: str = "hamming"
     log_eps: float = 1e-8
     dtype: str = "float16"  # storage type of the cache
+    # Added later; left out of ``to_dict`` (the cache key) at their defaults, so caches made
+    # before they existed stay valid.
+    sample_rate: int | None = None  # resample to this rate first (torchaudio); None: the data's own
+    mono: bool = False  # average the channels into one
+    power: float = 1.0  # 1: magnitude mel spectrum (DCASE 2019 baseline); 2: power (DCASE 2024)
+    keep_last_frame: bool = False  # keep all samples // hop + 1 centred frames instead of dropping the last
 
     def __post_init__(self) -> None:
         if int(self.n_mels) != self.n_mels or self.n_mels < 1:
@@ -54,6 +60,21 @@ class FeatureConfig:
             raise ConfigError(f"log_eps must be > 0, got {self.log_eps!r}")
         if self.f_min < 0 or (self.f_max is not None and self.f_max <= self.f_min):
             raise ConfigError(f"need 0 <= f_min < f_max, got f_min={self.f_min!r}, f_max={self.f_max!r}")
+        if self.sample_rate is not None and (int(self.sample_rate) != self.sample_rate or self.sample_rate < 1):
+            raise ConfigError(f"feature sample_rate must be a positive integer, got {self.sample_rate!r}")
+        if self.power not in (1.0, 2.0):
+            raise ConfigError(f"feature power must be 1 (magnitude) or 2 (power), got {self.power!r}")
+
+    def rate(self, sample_rate: int) -> int:
+        """The rate the STFT runs at: ``sample_rate`` of the config, else the data's."""
+        return int(self.sample_rate or sample_rate)
+
+    def samples(self, sample_rate: int, clip_samples: int) -> int:
+        """Samples of a clip after resampling (torchaudio's resample keeps ceil(n * new / old))."""
+        return -(-clip_samples * self.rate(sample_rate) // sample_rate)
+
+    def channels(self, channels: int) -> int:
+        return 1 if self.mono else int(channels)
 
     def win_length(self, sample_rate: int) -> int:
         return int(round(sample_rate * self.win_ms / 1000.0))
@@ -71,11 +92,38 @@ class FeatureConfig:
         return int(self.n_fft)
 
     def n_frames(self, sample_rate: int, clip_samples: int) -> int:
-        """A centred STFT gives ``samples // hop + 1`` frames; keep the first ``samples // hop``."""
-        return clip_samples // self.hop_length(sample_rate)
+        """A centred STFT gives ``samples // hop + 1`` frames; keep the first ``samples // hop`` (or all)."""
+        rate = self.rate(sample_rate)
+        frames = self.samples(sample_rate, clip_samples) // self.hop_length(rate)
+        return frames + 1 if self.keep_last_frame else frames
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        for name, default in _LATER_FIELDS.items():
+            if d[name] == default:
+                del d[name]
+        return d
+
+
+_LATER_FIELDS = {"sample_rate": None, "mono": False, "power": 1.0, "keep_last_frame": False}
+
+#: Named front ends. ``dcase2019``: the DCASE 2019 baseline's (and the paper's), stereo kept.
+#: ``dcase2024``: the DCASE 2024 Task 1 baseline's: resampled to 32 kHz, 3,072-sample (96 ms) Hann
+#: window, 500-sample hop, 4,096-point FFT, 256 mel bands, power spectrum, log(mel + 1e-5), mono,
+#: all 65 centred frames of a 1-s clip.
+FEATURE_PRESETS: dict[str, FeatureConfig] = {
+    "dcase2019": FeatureConfig(),
+    "dcase2024": FeatureConfig(n_mels=256, win_ms=96.0, hop_ms=15.625, n_fft=4096, window="hann", log_eps=1e-5,
+                               sample_rate=32000, mono=True, power=2.0, keep_last_frame=True),
+}
+
+
+def feature_preset(name: str, n_mels: int | None = None) -> FeatureConfig:
+    """The named front end, with ``n_mels`` bands if given."""
+    if name not in FEATURE_PRESETS:
+        raise ConfigError(f"unknown feature preset {name!r}; choose one of {', '.join(FEATURE_PRESETS)}")
+    cfg = FEATURE_PRESETS[name]
+    return cfg if n_mels is None else replace(cfg, n_mels=int(n_mels))
 
 
 class LogMelExtractor:
@@ -93,7 +141,8 @@ class LogMelExtractor:
 
     def __init__(self, cfg: FeatureConfig, sample_rate: int, block_frames: int = 64):
         self.cfg = cfg
-        self.sample_rate = int(sample_rate)
+        self.input_rate = int(sample_rate)
+        self.sample_rate = sample_rate = cfg.rate(sample_rate)  # the STFT's rate
         self.win = cfg.win_length(sample_rate)
         self.hop = cfg.hop_length(sample_rate)
         self.n_fft = cfg.fft_size(sample_rate)
@@ -103,6 +152,9 @@ class LogMelExtractor:
         if f_max > sample_rate / 2:
             raise ConfigError(f"f_max={cfg.f_max} is above the Nyquist frequency of {sample_rate} Hz audio")
         self.block_frames = int(block_frames)
+        # torchaudio's windowed-sinc resampler (its defaults, as the DCASE 2024 baseline), kernel built once
+        self._resample = (torchaudio.transforms.Resample(self.input_rate, sample_rate)
+                          if sample_rate != self.input_rate else None)
         self.window = WINDOWS[cfg.window](self.win)  # periodic, as torchaudio's window_fn(win_length)
         # Start of frame t's window in the signal: t * hop - offset (torch.stft centres an
         # n_fft frame on t * hop and the window on the frame).
@@ -116,15 +168,20 @@ class LogMelExtractor:
             self._fb_csr = fb.T.contiguous().to_sparse_csr()
 
     def n_frames(self, samples: int) -> int:
-        return self.cfg.n_frames(self.sample_rate, samples)
+        """Frames of a clip of ``samples`` input samples (at the data's rate)."""
+        return self.cfg.n_frames(self.input_rate, samples)
 
     def __call__(self, audio: np.ndarray | torch.Tensor, out: np.ndarray | None = None) -> np.ndarray:
         """Features of one clip; written into ``out`` (any float dtype, converted by torch) if given."""
         x = torch.as_tensor(audio, dtype=torch.float32)
         if x.ndim == 1:
             x = x[None]
+        if self.cfg.mono and x.shape[0] > 1:
+            x = x.mean(dim=0, keepdim=True)
+        if self._resample is not None:
+            x = self._resample(x)
         channels, samples = x.shape
-        n_frames = self.n_frames(samples)
+        n_frames = samples // self.hop + (1 if self.cfg.keep_last_frame else 0)
         if n_frames < 1 or samples <= self.n_fft // 2:
             raise ConfigError(f"a {samples}-sample clip is too short for a {self.n_fft}-point centred STFT")
         mel = torch.empty(channels, self.cfg.n_mels, n_frames)
@@ -145,11 +202,17 @@ class LogMelExtractor:
         seg = x[:, max(s0, 0) : min(s1, samples)]
         left, right = max(0, -s0), max(0, s1 - samples)
         if left or right:  # reflect about the first / last sample, like torch.stft(center=True)
-            seg = torch.nn.functional.pad(seg, (left, right), mode="reflect")
+            parts = [x[:, 1 : left + 1].flip(-1)] if left else []
+            parts.append(seg)
+            if right:
+                parts.append(x[:, samples - 1 - right : samples - 1].flip(-1))
+            seg = torch.cat(parts, dim=-1)
         frames = seg.unfold(-1, self.win, self.hop) * self.window  # (channels, F, win)
         spec = torch.view_as_real(torch.fft.rfft(frames, n=self.n_fft))  # (channels, F, bins, 2)
         re, im = spec[..., 0], spec[..., 1]
-        mag = torch.addcmul(re * re, im, im).sqrt_()  # |X|: power=1 like the baseline
+        mag = torch.addcmul(re * re, im, im)  # |X|²
+        if self.cfg.power == 1.0:
+            mag = mag.sqrt_()  # |X|: the DCASE 2019 baseline's magnitude spectrum
         n = t1 - t0
         mel = self._fb_csr @ mag.reshape(channels * n, -1).T.contiguous()  # (n_mels, channels * F)
         return mel.reshape(-1, channels, n).transpose(0, 1)

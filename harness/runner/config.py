@@ -9,6 +9,7 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.options import check_number, format_value
+from harness.features.logmel import FEATURE_PRESETS, FeatureConfig, feature_preset
 
 AUGMENTATIONS = ("none", "mixup", "spec", "mixup,spec")
 
@@ -22,6 +23,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 #: Fields that do not change what a run computes, so they stay out of the run id.
 NOT_HASHED = ("device", "data", "preset", "precision_reason")
+#: Fields added after run ids were first issued: hashed only when they differ from their default.
+HASHED_UNLESS_DEFAULT: dict[str, Any] = {"features": "dcase2019"}
 
 #: Shorthand flags for loss options: ``--alpha X`` is ``--loss-opt alpha=X``, one setting that
 #: lives in ``loss_options`` once resolved.
@@ -64,6 +67,8 @@ class RunConfig:
     evaluate_on: str = "evaluate"
     val_fraction: float = 0.2
     hold_out_domain: str | None = None
+    #: The named front end (``harness.features.logmel.FEATURE_PRESETS``); ``n_mels`` overrides its bands.
+    features: str = "dcase2019"
     arch_options: dict[str, Any] = field(default_factory=dict)
     loss_options: dict[str, Any] = field(default_factory=dict)
     #: Filled in by the runner: the dataset's identity hash (the audio, not its path).
@@ -130,6 +135,7 @@ class RunConfig:
         checks = [
             (self.unseen in ("official", "all"), f"--unseen must be 'official' or 'all', got {self.unseen!r}"),
             (self.evaluate_on in ("evaluate", "validation"), f"evaluate_on must be 'evaluate' or 'validation', got {self.evaluate_on!r}"),
+            (self.features in FEATURE_PRESETS, f"--features must be one of {', '.join(FEATURE_PRESETS)}, got {self.features!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -154,7 +160,13 @@ class RunConfig:
         out["loss_options"] = _non_default(LOSSES, self.loss, out["loss_options"])
         for key in LOSS_SHORTHANDS:
             out[key] = out["loss_options"].pop(key, out[key])
+        for name, default in HASHED_UNLESS_DEFAULT.items():  # run ids from before these fields existed stay valid
+            if out.get(name) == default:
+                del out[name]
         return out
+
+    def feature_config(self) -> FeatureConfig:
+        return feature_preset(self.features, self.n_mels)
 
     def run_id(self) -> str:
         """Readable prefix + hash of everything that changes the result (not device or path)."""

@@ -24,10 +24,11 @@ from tqdm import tqdm
 from harness.atomic import atomic_path, write_json
 from harness.data.source import open_dataset
 from harness.data.splits import inner_validation, make_split
+from harness.complexity import measure_per_second
 from harness.data.tau import SCENES
 from harness.errors import ConfigError, DataError, HarnessError, StorageError, TrainingError
 from harness.features.cache import load_features
-from harness.features.logmel import FeatureConfig, band_stats
+from harness.features.logmel import band_stats
 from harness.model import ModelOutput, count_parameters, implementation
 from harness.precision import autocast
 from harness.progress import progress
@@ -143,7 +144,7 @@ class Trainer:
         train_rows, self.ev = build_rows(ds, cfg)
         self.train_rows = np.sort(train_rows)  # sorted: one sequential read of the memory map
         check_rows(ds, cfg, self.train_rows, self.ev)
-        feature_cfg = FeatureConfig(n_mels=cfg.n_mels)
+        feature_cfg = cfg.feature_config()
         feats = load_features(ds, feature_cfg, progress=self.progress)
         self.n_frames = feats.shape[-1]
         mean, std = band_stats(feats, self.train_rows)
@@ -311,6 +312,13 @@ class Trainer:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "run_dir": f"runs/{self.run_id}",
         }
 
+    def complexity(self) -> dict[str, Any]:
+        """Parameter memory and MACs per second of audio on this run's front end, counted as the DCASE challenge does."""
+        c = measure_per_second(self.cfg.arch, self.cfg.feature_config(), self.ds.sample_rate, self.ds.channels,
+                               n_classes=len(SCENES), **self.cfg.arch_options)
+        return {"eval_precision": "fp32", "param_bytes": c.param_bytes("fp32"), "macs_per_s_1s": c.macs_1s,
+                "macs_per_s_10s": round(c.macs_per_s_10s)}
+
     def fit(self) -> dict[str, Any]:
         """Train from the last checkpoint on; ``prepare`` and ``build`` must have run (they check
         everything a run can be refused for, before its folder exists)."""
@@ -382,7 +390,7 @@ class Trainer:
                  labels=self.labels[rows], domains=self.domain_names[rows], classes=np.asarray(SCENES),
                  logits=logits.astype(np.float32), embeddings=embs.astype(np.float16),
                  official=self.ev.official, unseen=self.ev.unseen)
-        summary = self.summary_row("complete", history, wall)
+        summary = {**self.summary_row("complete", history, wall), **self.complexity()}
         self.store.write_summary(self.run_id, summary)
         return summary
 
