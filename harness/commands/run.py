@@ -54,7 +54,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace, **extra: Any) -> RunConfig:
     return RunConfig(
         arch=args.arch, loss=args.loss, aug=args.aug, alpha=args.alpha, gamma=args.gamma,
-        features=args.features, n_mels=args.mels or feature_preset(args.features).n_mels,
+        features=args.features, n_mels=feature_preset(args.features).n_mels if args.mels is None else args.mels,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=getattr(args, "seed", 0) or 0,
         data=args.data, split=args.split, unseen=args.unseen, device=args.device, precision=args.precision, preset=args.preset,
         score_last=args.score_last, mixup_alpha=args.mixup_alpha, arch_options=split_pairs(args.arch_opt, "--arch-opt"),
