@@ -147,6 +147,7 @@ def test_cache_key_changes_with_every_setting_and_the_dataset() -> None:
     changed = {
         "n_mels": 200, "win_ms": 25.0, "hop_ms": 10.0, "n_fft": 4096, "f_min": 20.0, "f_max": 16000.0,
         "window": "hann", "log_eps": 1e-6, "dtype": "float32",
+        "sample_rate": 32000, "mono": True, "power": 2.0, "keep_last_frame": True,
     }
     assert set(changed) == {f.name for f in dataclasses.fields(FeatureConfig)}
     key = fcache.feature_key("data-a", base)
