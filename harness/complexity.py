@@ -132,13 +132,14 @@ def input_shape(features: Any, seconds: float, sample_rate: int, channels: int) 
 
 
 def measure_per_second(arch: str, features: Any, sample_rate: int, channels: int,
-                       n_classes: int = 10, **options: Any) -> ChallengeComplexity:
-    """Challenge-style counts of ``arch`` on 1-s and 10-s clips through ``features``."""
+                       n_classes: int = 10, options: dict[str, Any] | None = None) -> ChallengeComplexity:
+    """Challenge-style counts of ``arch`` on 1-s and 10-s clips through ``features``; ``options`` are
+    the architecture's own (a dict, so that an option may share a name with an argument here)."""
     counts = {}
     for seconds in (1, 10):
         shape = input_shape(features, seconds, sample_rate, channels)
         model = create_architecture(arch, n_mels=shape[1], n_frames=shape[2], in_channels=shape[0],
-                                    n_classes=n_classes, **options)
+                                    n_classes=n_classes, **(options or {}))
         counts[seconds] = challenge_count(model, shape)
     return ChallengeComplexity(counts[1][1], counts[1][0], counts[10][0] / 10)
 

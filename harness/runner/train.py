@@ -315,7 +315,7 @@ class Trainer:
     def complexity(self) -> dict[str, Any]:
         """Parameter memory and MACs per second of audio on this run's front end, counted as the DCASE challenge does."""
         c = measure_per_second(self.cfg.arch, self.cfg.feature_config(), self.ds.sample_rate, self.ds.channels,
-                               n_classes=len(SCENES), **self.cfg.arch_options)
+                               n_classes=len(SCENES), options=self.cfg.arch_options)
         return {"eval_precision": "fp32", "param_bytes": c.param_bytes("fp32"), "macs_per_s_1s": c.macs_1s,
                 "macs_per_s_10s": round(c.macs_per_s_10s)}
 
