@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a one-line usage error already printed
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        attach_command_line(parser, args, argv)
         return int(args.func(args) or 0)
     except HarnessError as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
@@ -64,6 +66,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("harness: interrupted; completed work is kept, re-run the same command to resume", file=sys.stderr)
         return 130
+
+
+def attach_command_line(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> None:
+    """Give the command its own parser and the flags its command line set explicitly, so that
+    experiment files (``--config``) and stored records (``--from``) fill in only the rest."""
+    from harness.experiment import given_dests
+
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    command_parser = sub.choices[args.command]
+    rest = argv[argv.index(args.command) + 1:]
+    args.command_parser = command_parser
+    args.given = given_dests(command_parser, rest)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,9 +23,9 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from harness.errors import HarnessError
+from harness.errors import ConfigError, HarnessError
 from harness.progress import progress as progress_bar
-from harness.report.variants import VARIANTS, Variant
+from harness.report.variants import Variant
 from harness.results.store import ResultsStore
 from harness.runner.config import RunConfig
 
@@ -44,19 +44,21 @@ class GridPoint:
         return f"{self.variant.name} · {self.cfg.n_mels} mels · seed {self.cfg.seed}{split}"
 
 
-def grid_points(base: RunConfig, variants: list[Variant], mels: list[int], seeds: list[int],
+def grid_points(rows: list[tuple[Variant, RunConfig]], mels: list[int], seeds: list[int],
                 dataset_identity: str, splits: list[str] | None = None) -> list[GridPoint]:
-    """Every (variant, mels, seed, split) as a resolved run configuration, in a stable order.
+    """Every (variant, mels, seed, split) as a resolved run configuration, in a stable order;
+    ``rows`` pairs each variant with its run configuration (``harness grid`` builds them from the
+    grid file).
 
     Seeds vary slowest, so an interrupted loco grid has whole seeds of every fold and variant.
     """
     points = []
     for seed in seeds:
         for n_mels in mels:
-            for split in splits or [base.split]:
-                for variant in variants:
-                    cfg = replace(base, arch=variant.arch, loss=variant.loss, aug=variant.aug, n_mels=n_mels,
-                                  seed=seed, split=split, dataset_identity=dataset_identity).resolved()
+            for split in splits or [None]:
+                for variant, base in rows:
+                    cfg = replace(base, n_mels=n_mels, seed=seed, split=split or base.split,
+                                  dataset_identity=dataset_identity).resolved()
                     points.append(GridPoint(variant, cfg))
     return points
 
@@ -141,9 +143,12 @@ def run_distributed(points: list[GridPoint], results: str | Path, storage_url: s
     return len(study.trials)
 
 
-def select_variants(names: list[str] | None, extra: bool) -> list[Variant]:
-    from harness.report.variants import get_variant
-
+def select_variants(variants: tuple[Variant, ...], names: list[str] | None, extra: bool) -> list[Variant]:
+    """``--variants`` (by name, case-insensitive) and ``--no-extra`` applied to a grid's rows."""
     if names:
-        return [get_variant(n) for n in names]
-    return [v for v in VARIANTS if extra or not v.extra]
+        by_name = {v.name.lower(): v for v in variants}
+        unknown = [n for n in names if n.strip().lower() not in by_name]
+        if unknown:
+            raise ConfigError(f"unknown variant {unknown[0]!r}; this grid has: {', '.join(v.name for v in variants)}")
+        return [by_name[n.strip().lower()] for n in names]
+    return [v for v in variants if extra or not v.extra]

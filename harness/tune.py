@@ -27,4 +27,5 @@ def final_run(spec: TuneSpec, *, progress: bool = True) -> dict[str, Any]:
 
     cfg = apply_best(open_study(spec), spec.base)
     cfg = replace(cfg, evaluate_on="evaluate", hold_out_domain=None)
-    return run(cfg, Path(spec.results), progress=progress)
+    tracker = spec.track.with_tags(**{"harness.final": "true"}).build() if spec.track else None
+    return run(cfg, Path(spec.results), progress=progress, tracker=tracker)

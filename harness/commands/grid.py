@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import tomllib
+from dataclasses import dataclass
+from typing import Any
 
 from tabulate import tabulate
 
 from harness.errors import ConfigError
 from harness.options import number_type
 from harness.paths import results_dir
+from harness.report.variants import Variant
 
 
 def _ints(text: str) -> list[int]:
@@ -22,27 +26,97 @@ def _ints(text: str) -> list[int]:
     return values
 
 
+#: Grid flags that say how and where to run, not what: left out of ``--dump-config``.
+EXECUTION_FLAGS = ("jobs", "storage", "results", "dry_run", "no_progress", "variants", "no_extra")
+#: Grid flags that are the grid's axes, not a run's setting (``--mels`` is a list here, ``--split``
+#: may be ``loco``: every domain held out in turn).
+AXES = ("mels", "seed", "seeds", "split")
+
+
+@dataclass
+class GridFile:
+    """A grid file read against the parsers: the grid's flags, run keys shared by every row, the rows."""
+
+    args: argparse.Namespace
+    shared: dict[str, Any]
+    variants: tuple[Variant, ...]
+    source: str
+
+
+def read_grid(args: argparse.Namespace) -> GridFile:
+    """``--config FILE`` (default: the shipped Table 1 grid) merged under the command line."""
+    from harness.commands.run import run_parser
+    from harness.experiment import canonical_key, flag_keys, merge, read_file, unknown_key_error
+    from harness.report.variants import TABLE1_GRID, read_variants
+
+    source = str(args.config or TABLE1_GRID)
+    data = read_file(args.config) if args.config else tomllib.loads(TABLE1_GRID.read_text())
+    rows = data.pop("variant", None)
+    grid_keys, run_keys = flag_keys(args.command_parser), flag_keys(run_parser())
+    own = {k: v for k, v in data.items() if canonical_key(k) in grid_keys}
+    shared = {k: v for k, v in data.items() if k not in own}
+    for key in shared:
+        if canonical_key(key) not in run_keys or canonical_key(key) in AXES:
+            raise unknown_key_error(key, [*grid_keys, *run_keys, "variant"], source)
+    variants = read_variants(rows, source) if rows is not None else read_variants(
+        tomllib.loads(TABLE1_GRID.read_text())["variant"], str(TABLE1_GRID))
+    for v in variants:
+        for key in v.settings:
+            if canonical_key(key) in AXES:
+                raise ConfigError(f"variant {v.name!r}: {key!r} is an axis of the grid; set it at the top level", source)
+            if canonical_key(key) not in run_keys:
+                raise unknown_key_error(key, [*run_keys, "name", "paper", "baseline", "extra"], source)
+    return GridFile(merge(args.command_parser, args, args.given, own, source), shared, variants, source)
+
+
+def variant_configs(grid: GridFile, variants: list[Variant]) -> list[tuple[Variant, Any]]:
+    """Each row's run configuration: ``harness run``'s defaults < the file's shared keys and the
+    grid's own flags < the row's keys < flags given on the command line."""
+    from harness.commands.run import config_from_args, run_parser
+    from harness.experiment import flag_keys, merge
+
+    parser = run_parser()
+    run_keys = flag_keys(parser)
+    grid_keys = flag_keys(grid.args.command_parser)
+    both = [k for k in grid_keys if k in run_keys and k not in AXES]
+    common = {k: getattr(grid.args, grid_keys[k].dest) for k in both}
+    given = {k: v for k, v in common.items() if grid_keys[k].dest in grid.args.given}
+    out = []
+    for v in variants:
+        values = {**grid.shared, **{k: x for k, x in common.items() if x is not None},
+                  "arch": v.arch, "loss": v.loss, "aug": v.aug, **v.settings, **given}
+        ns = merge(parser, parser.parse_args([]), set(), values, f"{grid.source}: variant {v.name!r}")
+        out.append((v, config_from_args(ns)))
+    return out
+
+
 def cmd_grid(args: argparse.Namespace) -> int:
     from harness.data.source import open_dataset
     from harness.data.splits import LOCO, loco_specs, make_split
     from harness.grid import grid_points, pending, run_distributed, run_local, select_variants
     from harness.results.store import ResultsStore
-    from harness.runner.config import RunConfig
 
+    grid = read_grid(args)
+    args = grid.args
+    if args.dump_config:
+        print(dump_grid(grid), end="")
+        return 0
     if args.table != 1:
         raise ConfigError("--table 2 needs no training: run `harness table --table 2`")
-    base = RunConfig(data=args.data, preset=args.preset, epochs=args.epochs, batch_size=args.batch_size,
-                     lr=args.lr, device=args.device, unseen=args.unseen, precision=args.precision,
-                     split=args.split if args.split != "loco" else "fold1")
-    base.resolved()  # bad values fail here, before any data is read or written
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
+    variants = select_variants(grid.variants, args.variants.split(",") if args.variants else None,
+                               extra=not args.no_extra)
+    configs = variant_configs(grid, variants)
+    for _, cfg in configs:
+        cfg.resolved()  # every row's options are checked before any data is read
     ds = open_dataset(args.data, progress=not args.no_progress)
-    variants = select_variants(args.variants.split(",") if args.variants else None, extra=not args.no_extra)
     if args.split == LOCO:
         splits = loco_specs(ds)
     else:
         make_split(ds, args.split, args.unseen)  # a bad split is a one-line error before any work
         splits = [args.split]
-    points = grid_points(base, variants, args.mels, list(range(args.seeds)), ds.identity, splits)
+    points = grid_points(configs, args.mels, list(range(args.seeds)), ds.identity, splits)
     store = ResultsStore(results_dir(args.results))
     todo = pending(points, store)
     folds = f" × {len(splits)} held-out domains" if args.split == LOCO else ""
@@ -71,6 +145,23 @@ def cmd_grid(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def dump_grid(grid: GridFile) -> str:
+    from harness.experiment import dump_values, dumps
+
+    values = {**dump_values(grid.args, grid.args.command_parser, skip=EXECUTION_FLAGS), **grid.shared}
+    rows = []
+    for v in grid.variants:
+        row: dict[str, Any] = {"name": v.name, "arch": v.arch, "loss": v.loss, "aug": v.aug, **v.settings}
+        row.update({k: x for k, x in (("paper", v.paper_key), ("baseline", v.baseline)) if x})
+        if v.extra:
+            row["extra"] = True
+        rows.append(row)
+    return dumps({**values, "variant": rows},
+                 "harness grid: top-level keys are flags of `harness grid`, or of `harness run` shared by every "
+                 "variant;\neach [[variant]] is a row: a name and its `harness run` keys "
+                 "(see harness/grids/table1.toml)\nrun it with: harness grid --config FILE")
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "grid", help="run every Table 1 configuration not stored yet",
@@ -81,7 +172,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--table", type=int, default=1, choices=[1, 2], help="which table to produce runs for (default: 1)")
     p.add_argument("--mels", type=_ints, default=[40, 200], help="comma-separated mel settings (default: 40,200)")
     p.add_argument("--seeds", type=number_type(integer=True, minimum=1), default=2, help="seeds per configuration, 0..N-1 (default: 2, as the paper)")
-    p.add_argument("--variants", help="comma-separated variant names to run (default: all rows)")
+    p.add_argument("--variants", help="comma-separated names of the grid's variants to run (default: all rows)")
     p.add_argument("--no-extra", action="store_true", help="only the paper's rows (skip DCASE baseline and FCNN-triplet-random)")
     p.add_argument("--preset", default="quick", choices=["paper", "quick"], help="training preset (default: quick)")
     p.add_argument("--epochs", type=int, help="override the preset's epochs")
@@ -100,4 +191,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results", help="results folder (default: $HARNESS_RESULTS or ./results); shared by all workers")
     p.add_argument("--dry-run", action="store_true", help="list the runs that would be trained, train nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--config", metavar="FILE",
+                   help="grid file listing the variants (TOML; default: the shipped Table 1 grid, harness/grids/table1.toml); "
+                        "flags on the command line override it")
+    p.add_argument("--dump-config", action="store_true",
+                   help="print the grid in effect as a grid file to copy and edit, and exit")
     p.set_defaults(func=cmd_grid)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from tabulate import tabulate
@@ -49,6 +50,37 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="unseen-city clips: official = those in fold1 evaluate (410 Milan on TAU 2019); all = plus the unused ones (1,440, the paper's protocol)")
     d.add_argument("--results", help="results folder (default: $HARNESS_RESULTS or ./results)")
     d.add_argument("--no-progress", action="store_true", help="no progress bars (a line per epoch is still printed; the per-batch bar shows only on a terminal anyway)")
+    add_experiment_options(p)
+    add_tracking_options(p)
+
+
+def add_experiment_options(p: argparse.ArgumentParser) -> None:
+    e = p.add_argument_group("experiment files")
+    e.add_argument("--config", metavar="FILE",
+                   help="read options from a TOML file whose keys are this command's long flags (batch-size = 64, "
+                        "arch-opt = {conv_impl = \"fused\"}); flags on the command line override it")
+    e.add_argument("--dump-config", action="store_true",
+                   help="print the options in effect as such a file and exit (nothing is trained)")
+
+
+def add_tracking_options(p: argparse.ArgumentParser) -> None:
+    from harness.tracking import TRACKERS
+
+    k = p.add_argument_group("tracking")
+    k.add_argument("--track", action="append", choices=TRACKERS, metavar="TRACKER",
+                   help=f"report the run as it trains: {' | '.join(TRACKERS)}, repeatable; tensorboard writes "
+                        "results/runs/<id>/tb/, mlflow logs to --mlflow-uri")
+    k.add_argument("--mlflow-uri", metavar="URI", help="MLflow tracking server, e.g. http://127.0.0.1:5000 (with --track mlflow)")
+    k.add_argument("--mlflow-experiment", default="harness", help="MLflow experiment the runs go to (default: harness)")
+
+
+def track_spec(args: argparse.Namespace):
+    """What ``--track`` asked for, checked now (package installed, server reachable): before training."""
+    from harness.tracking import TrackSpec
+
+    spec = TrackSpec(tuple(dict.fromkeys(args.track or ())), args.mlflow_uri, args.mlflow_experiment)
+    spec.check()
+    return spec
 
 
 def config_from_args(args: argparse.Namespace, **extra: Any) -> RunConfig:
@@ -97,24 +129,60 @@ def summary_table(s: dict[str, Any], budget: str | None = None) -> str:
     return tabulate(rows, tablefmt="simple")
 
 
+def dump_config(args: argparse.Namespace, command: str) -> str:
+    from harness.experiment import dump_values, dumps
+
+    values = dump_values(args, args.command_parser, skip=("force", "no_progress"))
+    return dumps(values, f"harness {command}: every key is a long flag of `harness {command}` "
+                         f"(see harness {command} --help)\nrun it with: harness {command} --config FILE")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from harness.experiment import apply_config
     from harness.runner.train import run
 
-    cfg = config_from_args(args)
+    if args.config and args.from_run:
+        raise ConfigError("--config and --from cannot be combined: a rerun takes its configuration from the record")
+    args = apply_config(args)
+    record = None
+    if args.from_run:
+        from harness.rerun import differences, find_record, rerun_config
+
+        record = find_record(args.from_run, results_dir(args.results))
+        cfg, args, changed = rerun_config(record, args.command_parser, args, args.given, config_from_args)
+    else:
+        cfg = config_from_args(args)
+    if args.dump_config:
+        print(dump_config(args, "run"), end="")
+        return 0
     if args.budget:
         from harness.complexity import load_budget
 
         load_budget(args.budget)  # a bad budget is an error before training, not after
+    if record is not None:
+        for note in differences(record):
+            print(f"note: {note}", file=sys.stderr)
     if args.params_from:
         from harness.tune import best_params
 
         cfg = best_params(args.params_from, cfg, results_dir(args.results))
+    tracker = track_spec(args).build()
     results = results_dir(args.results)
-    summary = run(cfg, results, force=args.force, progress=not args.no_progress, verbose=True)
+    summary = run(cfg, results, force=args.force, progress=not args.no_progress, verbose=True, tracker=tracker)
     if summary.get("reused"):
         print(f"already complete: {results / summary['run_dir']} (use --force to retrain)")
+    if record is not None and summary["run_id"] != record.run_id and not changed & set(cfg.hashed_fields()):
+        print(f"note: this run's id {summary['run_id']} differs from the record's {record.run_id}: the dataset's "
+              "content or this version's configuration hash differs", file=sys.stderr)
     print(summary_table(summary, args.budget))
     return 0
+
+
+def run_parser() -> argparse.ArgumentParser:
+    """``harness run``'s parser on its own (its flags are the keys of experiment files and grid rows)."""
+    sub = argparse.ArgumentParser(prog="harness").add_subparsers()
+    add_parser(sub)
+    return sub.choices["run"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -130,4 +198,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="complexity budget the summary judges the model against: dcase2024 (128 kB of parameters, "
                         "30 M MACs per second) or a JSON file with param_bytes and macs_per_second (default: dcase2024)")
     p.add_argument("--params-from", metavar="STUDY", help="take α, γ (and lr if tuned) from the best trial of this Optuna study")
+    p.add_argument("--from", dest="from_run", metavar="RUN_ID",
+                   help="rerun a stored run's exact configuration (its config.json; a run id in --results, a run folder "
+                        "or the file); flags given beside it override the record's, e.g. --seed 1")
     p.set_defaults(func=cmd_run)

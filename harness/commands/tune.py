@@ -6,7 +6,7 @@ import argparse
 import os
 from dataclasses import replace
 
-from harness.commands.run import add_run_options, config_from_args, summary_table
+from harness.commands.run import add_run_options, config_from_args, dump_config, summary_table, track_spec
 from harness.errors import TrainingError
 from harness.options import number_type
 from harness.paths import results_dir
@@ -27,6 +27,17 @@ def default_jobs(device: str) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    from harness.experiment import apply_config
+
+    args = apply_config(args)
+    if args.dump_config:
+        print(dump_config(args, "tune"), end="")
+        return 0
+    track = track_spec(args)
+    return search(args, track)
+
+
+def search(args: argparse.Namespace, track) -> int:
     from harness.data.source import open_dataset
     from harness.features.cache import load_features
     from harness.registry import LOSSES
@@ -62,7 +73,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
     ranges = ", ".join(f"{PARAM_LABELS[k]} {lo:g}..{hi:g}" for k, (lo, hi) in space.to_dict().items())
     print(f"study {spec.study_name} ({spec.dashboard_target}): {args.objective} accuracy on inner validation, "
           f"{ranges} (log), {args.trials} trials, {n_jobs} job(s), pruner {args.pruner}")
-    study = optimize(spec)
+    track = track.open_parent(spec.study_name, {"study": spec.study_name, "objective": args.objective,
+                                                "trials": args.trials, "space": space.to_dict(), **cfg.to_dict()})
+    spec = replace(spec, track=track if track.kinds else None)
+    try:
+        study = optimize(spec)
+    except BaseException as exc:
+        track.close_parent("stopped" if isinstance(exc, KeyboardInterrupt) else "failed", {})
+        raise
+    done = [t for t in study.trials if t.value is not None and t.state.name == "COMPLETE"]
+    track.close_parent("complete", {"best_value": study.best_value} if done else {})
     print(render(study, spec.started, spec.study_dir, spec.dashboard_target))
     s = stats(study, spec.started)
     if s.session_failed and not s.session_finished:

@@ -7,10 +7,14 @@ and the statistics (which row each variant is tested against), so they cannot di
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
+import tomllib
+from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from harness.errors import ConfigError
+from harness.runner.config import RunConfig
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,8 @@ class Variant:
     paper_key: str | None  # row name in paper.json; None for rows the paper does not have
     extra: bool = False  # True: the harness's own addition, not a row of the paper
     baseline: str | None = None  # the variant it is tested against in the statistics
+    #: Further ``harness run`` keys of a grid file's row (``lr``, ``arch-opt``, ...).
+    settings: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -44,18 +50,43 @@ class Variant:
         return " ".join(shlex.quote(p) for p in parts)
 
 
-VARIANTS: tuple[Variant, ...] = (
-    Variant("SubSpectralNet", "subspectralnet", "ce", "none", "SubSpectralNet"),
-    Variant("FCNN", "fcnn", "ce", "none", "FCNN", baseline="SubSpectralNet"),
-    Variant("FCNN-mixup", "fcnn", "ce", "mixup", "FCNN-mixup", baseline="FCNN"),
-    Variant("FCNN-spec", "fcnn", "ce", "spec", "FCNN-spec", baseline="FCNN"),
-    Variant("FCNN-mixup-spec", "fcnn", "ce", "mixup,spec", "FCNN-mixup-spec", baseline="FCNN"),
-    Variant("FCNN-triplet", "fcnn", "triplet-city", "none", "FCNN-triplet", baseline="FCNN"),
-    Variant("FCNN-triplet-spec", "fcnn", "triplet-city", "spec", "FCNN-triplet-spec", baseline="FCNN"),
-    Variant("DCASE baseline", "dcase-baseline", "ce", "none", None, extra=True),
-    Variant("FCNN-triplet-random", "fcnn", "triplet-random", "none", None, extra=True, baseline="FCNN"),
-)
+#: Keys of a grid file's ``[[variant]]`` row that describe the row rather than configure its runs.
+ROW_KEYS = ("name", "paper", "baseline", "extra")
+#: The run keys every row has; missing ones take ``harness run``'s defaults.
+RUN_DEFAULTS = {k: getattr(RunConfig, k) for k in ("arch", "loss", "aug")}
 
+
+def read_variants(rows: Any, source: str) -> tuple[Variant, ...]:
+    """The ``[[variant]]`` rows of a grid file (their run keys are checked by ``harness grid``)."""
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+        raise ConfigError("'variant' must be a list of tables: [[variant]] name = ... arch = ...", source)
+    out = []
+    for i, row in enumerate(rows, 1):
+        name = row.get("name")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"variant {i} has no name (name = \"...\")", source)
+        if not isinstance(row.get("extra", False), bool):
+            raise ConfigError(f"variant {name!r}: extra must be true or false", source)
+        run = {**RUN_DEFAULTS, **{k: v for k, v in row.items() if k not in ROW_KEYS}}
+        if not all(isinstance(run[k], str) for k in RUN_DEFAULTS):
+            raise ConfigError(f"variant {name!r}: arch, loss and aug must be strings", source)
+        settings = {k: v for k, v in run.items() if k not in RUN_DEFAULTS}
+        out.append(Variant(name, run["arch"], run["loss"], run["aug"], row.get("paper"), row.get("extra", False),
+                           row.get("baseline"), settings))
+    names = [v.name.lower() for v in out]
+    dup = next((v.name for v in out if names.count(v.name.lower()) > 1), None)
+    if dup:
+        raise ConfigError(f"variant {dup!r} is listed twice", source)
+    for v in out:
+        if v.baseline and v.baseline.lower() not in names:
+            raise ConfigError(f"variant {v.name!r}: baseline {v.baseline!r} is not a variant of this grid", source)
+    return tuple(out)
+
+
+#: Table 1's rows live in the grid file shipped with the package, the file a user copies to
+#: define an ablation of their own (``harness grid --dump-config``).
+TABLE1_GRID = files("harness") / "grids" / "table1.toml"
+VARIANTS: tuple[Variant, ...] = read_variants(tomllib.loads(TABLE1_GRID.read_text())["variant"], str(TABLE1_GRID))
 PAPER_VARIANTS = tuple(v for v in VARIANTS if not v.extra)
 EXTRA_VARIANTS = tuple(v for v in VARIANTS if v.extra)
 

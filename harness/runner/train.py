@@ -8,12 +8,13 @@ complete epoch and ends with exactly the metrics of an uninterrupted run (on the
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import pandas as pd
@@ -46,6 +47,19 @@ EpochCallback = Callable[[int, dict[str, float]], None]
 
 #: Why a run stopped, written into its folder when it fails after its index row exists.
 FAILURE_FILE = "failure.json"
+
+
+class Tracker(Protocol):
+    """Where a run is reported as it trains (TensorBoard, MLflow: ``harness.tracking``).
+
+    ``start`` gets the run folder, the record (``config.json``'s content) and the epochs already
+    done (a resumed or a stored run); ``log_epoch`` each new ``epochs.csv`` row; ``finish`` the
+    status (complete, failed, stopped) and the summary, once the record on disk is final.
+    """
+
+    def start(self, run_dir: Path, record: dict[str, Any], history: list[dict[str, Any]]) -> None: ...
+    def log_epoch(self, epoch: int, row: dict[str, Any]) -> None: ...
+    def finish(self, status: str, summary: dict[str, Any]) -> None: ...
 
 
 @dataclass
@@ -125,6 +139,8 @@ def check_rows(ds, cfg: RunConfig, train: np.ndarray, ev: EvalSet) -> None:
 
 class Trainer:
     """Holds what one run needs; ``fit`` trains, evaluates and stores it."""
+
+    tracker: Tracker | None = None  # set by ``run``
 
     def __init__(self, cfg: RunConfig, store: ResultsStore, *, progress: bool = True,
                  on_epoch: EpochCallback | None = None, verbose: bool | None = None):
@@ -339,6 +355,8 @@ class Trainer:
         if start and self.verbose:
             tqdm.write(f"resuming from epoch {start} of {cfg.epochs} ({self.ckpt_path})")
         self.wall = wall
+        if self.tracker is not None:
+            self.tracker.start(self.dir, json.loads((self.dir / "config.json").read_text()), history)
         try:
             return self._train(start, history, wall)
         except BaseException as exc:  # any failure, interrupt or pruning: the row must not stay "running"
@@ -382,6 +400,8 @@ class Trainer:
                 tqdm.write(f"epoch {epoch}/{cfg.epochs}  loss {metrics['train_loss']:.3f}  "
                            f"acc {100 * metrics['acc']:.2f}%  unseen {100 * metrics['unseen_acc']:.2f}%  "
                            f"({seconds:.1f}s)")
+            if self.tracker is not None:
+                self.tracker.log_epoch(epoch, history[-1])
             if self.on_epoch is not None:
                 self.on_epoch(epoch, metrics)
         logits, embs = last if last is not None else self.predict()
@@ -396,10 +416,12 @@ class Trainer:
 
 
 def run(cfg: RunConfig, results: str | Path, *, force: bool = False, progress: bool = True,
-        on_epoch: EpochCallback | None = None, verbose: bool | None = None) -> dict[str, Any]:
+        on_epoch: EpochCallback | None = None, verbose: bool | None = None,
+        tracker: Tracker | None = None) -> dict[str, Any]:
     """Train and evaluate one configuration; a completed identical run is returned as stored.
 
     ``progress`` shows bars; ``verbose`` (default: same as ``progress``) prints a line per epoch.
+    ``tracker`` is told of the run as it goes; a stored run is reported to it from its record.
     """
     cfg = cfg.resolved()
     store = ResultsStore(results)
@@ -418,8 +440,23 @@ def run(cfg: RunConfig, results: str | Path, *, force: bool = False, progress: b
     with file_lock(trainer.dir / LOCK_FILE, blocking=False):
         done = store.summary(trainer.run_id)  # another process may have finished it meanwhile
         if done is not None and done.get("status") == "complete" and not force:
+            if tracker is not None:
+                history = pd.read_csv(trainer.dir / "epochs.csv").to_dict("records")
+                tracker.start(trainer.dir, json.loads((trainer.dir / "config.json").read_text()), history)
+                tracker.finish("complete", done)
             return {**done, "reused": True}
         if force:
             for name in ("checkpoint.pt", "epochs.csv", "summary.json", "predictions.npz", FAILURE_FILE):
                 (trainer.dir / name).unlink(missing_ok=True)
-        return trainer.fit()
+        if tracker is None:
+            return trainer.fit()
+        trainer.tracker = tracker
+        try:
+            summary = trainer.fit()
+        except BaseException as exc:  # stopped: interrupted, or pruned by a tuning study
+            stopped = isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == "TrialPruned"
+            tracker.finish("stopped" if stopped else "failed", {"run_id": trainer.run_id, "status": "failed"})
+            raise
+        tracker.finish("complete", summary)
+        return summary
+

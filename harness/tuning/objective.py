@@ -50,6 +50,7 @@ class Objective:
     objective: str
     results: str
     progress: bool = False
+    track: Any = None  # harness.tracking.TrackSpec; each trial is logged as a child of the study's run
 
     def config(self, params: dict[str, float]) -> RunConfig:
         return replace(self.base, **params)
@@ -77,7 +78,8 @@ class Objective:
 
         try:
             with INTERRUPTS.trial():
-                summary = run(cfg, self.results, progress=self.progress, on_epoch=on_epoch)
+                tracker = self.track.with_tags(**{"optuna.trial": str(trial.number)}).build() if self.track else None
+                summary = run(cfg, self.results, progress=self.progress, on_epoch=on_epoch, tracker=tracker)
         except TrainingError as exc:  # recorded, then Optuna marks the trial FAIL and goes on
             trial.set_user_attr("error", str(exc))
             raise

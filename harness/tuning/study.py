@@ -60,6 +60,7 @@ class TuneSpec:
     threads: int | None = None
     progress: bool = False
     started: float = field(default_factory=time.time)
+    track: Any = None  # harness.tracking.TrackSpec: where each trial's run is reported
 
     def __post_init__(self) -> None:
         if self.study_name and not re.fullmatch(r"[A-Za-z0-9_.+-]+", self.study_name):
@@ -205,7 +206,7 @@ def run_worker(spec: TuneSpec) -> None:
         torch.set_num_threads(spec.threads)
     optuna.logging.set_verbosity(optuna.logging.INFO)
     study = open_study(spec)
-    objective = Objective(spec.base, spec.space, spec.objective, spec.results, spec.progress)
+    objective = Objective(spec.base, spec.space, spec.objective, spec.results, spec.progress, spec.track)
     callbacks = [MaxTrialsCallback(spec.trials, states=(*FINISHED, TrialState.RUNNING)), StopOnFailures(),
                  INTERRUPTS.stop_callback]
     while not INTERRUPTS.requested:
