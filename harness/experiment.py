@@ -147,7 +147,10 @@ def merge(parser: argparse.ArgumentParser, args: argparse.Namespace, given: set[
         if dest not in given:
             setattr(out, dest, file_value)
         elif isinstance(action, argparse._AppendAction) and file_value and getattr(args, dest):
-            setattr(out, dest, file_value + getattr(args, dest))  # the command line's items win
+            cli = list(getattr(args, dest))
+            overridden = {str(item).partition("=")[0] for item in cli if "=" in str(item)}
+            kept = [item for item in file_value if str(item).partition("=")[0] not in overridden]
+            setattr(out, dest, kept + cli)  # a KEY=VALUE on the command line replaces the file's
     return out
 
 
