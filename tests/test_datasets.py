@@ -361,3 +361,20 @@ def test_tables_pool_folds_and_pair_statistics_over_folds(tmp_path: Path) -> Non
     stats = build_stats(t.runs, t.selection, tmp_path, mels=(40,))
     spec = [c for c in stats.comparisons if c.variant == "FCNN-spec" and c.subset == "overall"][0]
     assert spec.n_clips == 60 and spec.seeds == (0, 1)  # every fold's test clips, paired per seed
+
+
+# --------------------------------------------------------------------------- run identity
+
+
+def test_run_id_ignores_how_and_binds_the_dataset(esc: Path) -> None:
+    from harness.runner.config import RunConfig
+
+    ds = open_dataset(esc)
+    a = RunConfig(arch="fcnn", data=str(esc)).resolved().for_dataset(ds)
+    b = RunConfig(arch="fcnn", data="/elsewhere/ESC-50", dataset="esc50", device="cpu",
+                  arch_options={"conv_impl": "reference"}).resolved().for_dataset(ds)
+    assert a.run_id() == b.run_id() and a.split == "fold:1" and a.dataset == "esc50"
+    assert RunConfig(arch="fcnn", split="fold:2").resolved().for_dataset(ds).run_id() != a.run_id()
+    sub = open_dataset(esc, subset="esc10")
+    assert RunConfig(arch="fcnn").resolved().for_dataset(sub).run_id() != a.run_id()
+    assert RunConfig(arch="fcnn", arch_options={"dropout": 0.5}).resolved().for_dataset(ds).run_id() != a.run_id()

@@ -168,7 +168,9 @@ class RunConfig:
 
         skip = NOT_HASHED + (("precision",) if self.precision == "fp32" else ())
         out = {k: v for k, v in asdict(self).items() if k not in skip}
-        out["arch_options"] = _non_default(ARCHITECTURES, self.arch, out["arch_options"])
+        how = implementation_options(self.arch)
+        out["arch_options"] = _non_default(ARCHITECTURES, self.arch,
+                                           {k: v for k, v in out["arch_options"].items() if k not in how})
         out["loss_options"] = _non_default(LOSSES, self.loss, out["loss_options"])
         for key in LOSS_SHORTHANDS:
             out[key] = out["loss_options"].pop(key, out[key])
@@ -192,10 +194,23 @@ class RunConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+<<<<<<< HEAD
 def _non_default(registry: Any, name: str, options: dict[str, Any]) -> dict[str, Any]:
     """``options`` less those equal to the plugin's declared default."""
     defaults = registry.resolve_options(name, {})
     return {k: v for k, v in options.items() if k not in defaults or defaults[k] != v}
+=======
+def implementation_options(arch: str) -> tuple[str, ...]:
+    """Options of ``arch`` that choose an implementation of the same function (a factory's
+    ``implementation_options``, e.g. FCNN's ``conv_impl``): they stay out of the run id."""
+    from harness.registry import ARCHITECTURES
+
+    try:
+        plugin, _ = ARCHITECTURES.get(arch)
+    except ConfigError:
+        return ()
+    return tuple(getattr(plugin.factory, "implementation_options", ()))
+>>>>>>> 6ce2c2b (Run id: architecture options that only choose an implementation (FCNN conv_impl) are recorded, not hashed)
 
 
 def normalize_aug(aug: str) -> str:
