@@ -268,7 +268,7 @@ def test_runs_of_one_precision_fill_a_table(store: Path) -> None:
 
     index = load_index(store)
     fp32, _ = select_runs(index, dataset="synthetic")
-    bf16 = index[index["run_id"] == "fx-FCNN-s0"].assign(run_id="fx-FCNN-bf16-s0", precision="bf16", acc_last10=0.01)
+    bf16 = index[index["run_id"] == "fx-FCNN-s0"].assign(run_id="fx-FCNN-bf16-s0", precision="bf16", acc_score=0.01)
     runs, sel = select_runs(pd.concat([index, bf16], ignore_index=True), dataset="synthetic")
     assert "fx-FCNN-bf16-s0" not in set(runs["run_id"]) and set(runs["run_id"]) == set(fp32["run_id"])
     assert any("precision bf16 (1)" in n and "uses fp32" in n for n in sel.notes)
