@@ -194,12 +194,12 @@ class RunConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-<<<<<<< HEAD
 def _non_default(registry: Any, name: str, options: dict[str, Any]) -> dict[str, Any]:
     """``options`` less those equal to the plugin's declared default."""
     defaults = registry.resolve_options(name, {})
     return {k: v for k, v in options.items() if k not in defaults or defaults[k] != v}
-=======
+
+
 def implementation_options(arch: str) -> tuple[str, ...]:
     """Options of ``arch`` that choose an implementation of the same function (a factory's
     ``implementation_options``, e.g. FCNN's ``conv_impl``): they stay out of the run id."""
@@ -210,7 +210,6 @@ def implementation_options(arch: str) -> tuple[str, ...]:
     except ConfigError:
         return ()
     return tuple(getattr(plugin.factory, "implementation_options", ()))
->>>>>>> 6ce2c2b (Run id: architecture options that only choose an implementation (FCNN conv_impl) are recorded, not hashed)
 
 
 def normalize_aug(aug: str) -> str:
