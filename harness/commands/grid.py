@@ -31,12 +31,12 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
     if args.table != 1:
         raise ConfigError("--table 2 needs no training: run `harness table --table 2`")
-    ds = open_data(args)
     loco = args.split == LOCO
     base = RunConfig(data=args.data, dataset=args.dataset, data_options=data_options(args), preset=args.preset,
                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=args.device, precision=args.precision,
                      unseen=args.unseen, split=None if loco else args.split)
-    base.resolved()  # bad values fail here, before any data is written
+    base.resolved()  # bad values fail here, before any data is read or written
+    ds = open_data(args)
     base = base.for_dataset(ds)  # a bad split fails here
     variants = select_variants(args.variants.split(",") if args.variants else None, extra=not args.no_extra)
     if loco and args.folds:
