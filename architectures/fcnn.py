@@ -36,3 +36,8 @@ def fcnn(n_mels: int, n_frames: int, in_channels: int = 2, n_classes: int = 10, 
                        impl=conv_impl, what="fcnn")
     init_weights(model)
     return model
+
+
+#: Options that choose how, not what, the model computes: recorded in config.json, not hashed
+#: into the run id (every implementation is checked against ``reference`` by the tests).
+fcnn.implementation_options = ("conv_impl",)

@@ -1,7 +1,17 @@
-"""Log-mel extraction speed (x real-time) and peak memory, on full-size TAU-format clips.
+"""Log-mel extraction speed (x real-time) and peak memory, on full-size TAU-format clips and on
+clips of mixed formats; and how long loading and validating a TAU 2022 Mobile-sized dataset takes.
 
-    python -m benchmarks.features                 # 200 clips
-    python -m benchmarks.features --clips 50 --out /tmp/bench
+    python -m benchmarks.features                 # 200 clips, 230,000-row metadata load
+    python -m benchmarks.features --clips 50 --metadata-clips 20000 --out /tmp/bench
+
+Mixed formats: the same number of 10 s clips at 48 kHz stereo 24-bit, 44.1 kHz stereo 16-bit,
+44.1 kHz mono 16-bit and 32 kHz mono 16-bit, converted to 44.1 kHz mono (resampled with
+torchaudio, down-mixed) before the features: what UrbanSound8K-like data costs.
+
+Metadata: a TAU 2020 Mobile-layout folder with ``--metadata-clips`` rows (meta.csv, fold files,
+one WAV per row: a real 1 s 44.1 kHz 24-bit header, the samples left as a sparse hole, so the
+folder costs no disk), opened with ``harness.data.registry.open_dataset`` in a child process:
+layout detection, parsing, every check, a stat and a header read of every file, the identity.
 
 Writes N clips like TAU 2019 (48 kHz, 24-bit, stereo, 10 s; noise) into a temporary folder,
 then times ``load_features`` from a cold feature cache (fresh ``HARNESS_CACHE``, default
@@ -23,6 +33,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -42,48 +53,47 @@ SAMPLES = int(SR * SECONDS)
 TARGET_X_REALTIME = 1000.0
 
 
-@dataclass(frozen=True)
-class BenchDataset:
-    """The fields ``load_features`` uses from ``harness.data.tau.TauDataset``."""
-
-    root: Path
-    meta: Any
-    sample_rate: int
-    channels: int
-    clip_samples: int
-    identity: str
-    stamp: str
+#: (sample rate, channels, PCM subtype) of the mixed-format clips, cycled; converted to MIXED_TARGET.
+MIXED_FORMATS = ((48_000, 2, "PCM_24"), (44_100, 2, "PCM_16"), (44_100, 1, "PCM_16"), (32_000, 1, "PCM_16"))
+MIXED_TARGET = (44_100, 1)
 
 
-def write_clips(root: Path, n: int, seed: int = 0) -> list[str]:
-    """``n`` TAU-format WAVs (48 kHz, PCM_24, stereo, 10 s of noise) under ``root/audio``."""
+def write_clips(root: Path, n: int, seed: int = 0, mixed: bool = False) -> list[str]:
+    """``n`` 10 s WAVs of noise under ``root/audio``: TAU format (48 kHz, PCM_24, stereo), or
+    ``mixed`` formats (``MIXED_FORMATS`` cycled, under ``root/mixed``)."""
     import soundfile as sf
 
-    (root / "audio").mkdir(parents=True, exist_ok=True)
+    folder = "mixed" if mixed else "audio"
+    (root / folder).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     names = []
     for i in range(n):
-        name = f"audio/bench-clip-{i}-{i}-a.wav"
-        audio = 0.1 * rng.standard_normal((SAMPLES, CHANNELS), dtype=np.float32)
-        sf.write(str(root / name), audio, SR, subtype="PCM_24")
+        rate, channels, subtype = MIXED_FORMATS[i % len(MIXED_FORMATS)] if mixed else (SR, CHANNELS, "PCM_24")
+        name = f"{folder}/bench-clip-{i}-{i}-a.wav"
+        audio = 0.1 * rng.standard_normal((int(rate * SECONDS), channels), dtype=np.float32)
+        sf.write(str(root / name), audio, rate, subtype=subtype)
         names.append(name)
     return names
 
 
-def open_bench(root: Path, rows: int) -> BenchDataset:
-    """A dataset of ``rows`` rows over the clips in ``root`` (hard links beyond the first N)."""
-    import pandas as pd
+def open_bench(root: Path, rows: int, mixed: bool = False):
+    """A ``Dataset`` of ``rows`` rows over the clips in ``root`` (hard links beyond the first N)."""
+    from harness.data.dataset import AudioSpec, Dataset, Protocols, clip_table
 
-    base = sorted(p.name for p in (root / "audio").glob("bench-clip-*.wav"))
+    folder = "mixed" if mixed else "audio"
+    base = sorted(p.name for p in (root / folder).glob("bench-clip-*.wav"))
     names = []
     for i in range(rows):
-        name = f"audio/row-{i}.wav"
+        name = f"{folder}/row-{i}.wav"
         if not (root / name).exists():
-            os.link(root / "audio" / base[i % len(base)], root / name)
+            os.link(root / folder / base[i % len(base)], root / name)
         names.append(name)
     ident = hashlib.sha256("\n".join(names).encode() + str(root).encode()).hexdigest()
-    meta = pd.DataFrame({"filename": names})
-    return BenchDataset(root=root, meta=meta, sample_rate=SR, channels=CHANNELS, clip_samples=SAMPLES, identity=ident, stamp=ident)
+    clips, classes = clip_table(names, ["noise"] * rows, None, None, ["1"] * rows)
+    rate, channels = MIXED_TARGET if mixed else (SR, CHANNELS)
+    audio = AudioSpec(rate, channels, int(rate * SECONDS), exact=not mixed)
+    return Dataset(name="bench", root=root, clips=clips, classes=classes, domain_kind="none", audio=audio,
+                   protocols=Protocols(folds=("1",)), identity=ident, stamp=ident)
 
 
 def cpu_seconds() -> float:
@@ -109,7 +119,7 @@ def child_load(spec: dict[str, Any]) -> dict[str, Any]:
     os.environ["HARNESS_CACHE"] = spec["cache"]
     from harness.features import FeatureConfig, load_features
 
-    ds = open_bench(Path(spec["root"]), spec["rows"])
+    ds = open_bench(Path(spec["root"]), spec["rows"], mixed=spec.get("mixed", False))
     cfg = FeatureConfig(n_mels=spec["n_mels"])
     cpu0 = cpu_seconds()
     t0 = time.perf_counter()
@@ -120,6 +130,7 @@ def child_load(spec: dict[str, Any]) -> dict[str, Any]:
     rss_self, rss_children = peak_rss_mb()
     audio_s = spec["rows"] * SECONDS
     return {"rows": spec["rows"], "n_mels": spec["n_mels"], "workers": spec.get("workers"), "shape": list(arr.shape),
+            "mixed": spec.get("mixed", False),
             "wall_s": round(wall, 3), "x_realtime": round(audio_s / wall, 1),
             "clips_per_s": round(spec["rows"] / wall, 1),
             "cpu_s": round(cpu, 3), "x_realtime_per_cpu_s": round(audio_s / cpu, 1),
@@ -187,6 +198,56 @@ def child_micro(spec: dict[str, Any]) -> dict[str, Any]:
     return {k: round(v * 1000, 2) for k, v in out.items()}
 
 
+TARGET_METADATA_S = 15.0
+META_RATE, META_SECONDS = 44_100, 1.0
+
+
+def write_metadata_dataset(root: Path, n: int) -> None:
+    """A TAU 2020 Mobile-layout folder of ``n`` rows; every WAV is a real header over a sparse hole."""
+    import soundfile as sf
+
+    scenes = ("airport", "bus", "metro", "metro_station", "park", "public_square", "shopping_mall",
+              "street_pedestrian", "street_traffic", "tram")
+    cities = ("barcelona", "helsinki", "lisbon", "london", "lyon", "milan", "paris", "prague", "stockholm", "vienna")
+    devices = ("a", "b", "c", "s1", "s2", "s3", "s4", "s5", "s6")
+    (root / "audio").mkdir(parents=True)
+    (root / "evaluation_setup").mkdir()
+    template = root / "template.wav"
+    frames = int(META_RATE * META_SECONDS)
+    sf.write(str(template), np.zeros((1, 1), np.float32), META_RATE, subtype="PCM_24")
+    head = bytearray(template.read_bytes()[:-3])  # header without its one sample
+    data = head.index(b"data")
+    head[data + 4:data + 8] = (frames * 3).to_bytes(4, "little")
+    head[4:8] = (len(head) - 8 + frames * 3).to_bytes(4, "little")
+    template.unlink()
+    meta, train, evaluate = [], [], []
+    for i in range(n):
+        seg, device = divmod(i, len(devices))
+        loc = seg // 20
+        scene, city = scenes[loc % len(scenes)], cities[(loc // len(scenes)) % len(cities)]
+        name = f"audio/{scene}-{city}-{loc}-{seg}-{devices[device]}.wav"
+        with open(root / name, "wb") as f:
+            f.write(head)
+            f.truncate(len(head) + frames * 3)
+        meta.append(f"{name}\t{scene}\t{city}-{loc}\t{devices[device]}\n")
+        (evaluate if loc % 4 == 0 else train).append(f"{name}\t{scene}\n")
+    (root / "meta.csv").write_text("filename\tscene_label\tidentifier\tsource_label\n" + "".join(meta))
+    (root / "evaluation_setup" / "fold1_train.csv").write_text("filename\tscene_label\n" + "".join(train))
+    (root / "evaluation_setup" / "fold1_evaluate.csv").write_text("filename\tscene_label\n" + "".join(evaluate))
+
+
+def child_metadata(spec: dict[str, Any]) -> dict[str, Any]:
+    """``open_dataset`` on the metadata folder: detection, parsing, validation, stat and header of every file."""
+    from harness.data.registry import open_dataset
+
+    cpu0, t0 = cpu_seconds(), time.perf_counter()
+    ds = open_dataset(spec["root"])
+    wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
+    assert len(ds.clips) == spec["rows"] and ds.name == "tau2020-mobile"
+    return {"rows": len(ds.clips), "dataset": ds.name, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+            "peak_rss_mb": round(peak_rss_mb()[0], 1), "load_avg_1min_after": round(os.getloadavg()[0], 2)}
+
+
 def run_child(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
     proc = subprocess.run([sys.executable, "-m", "benchmarks.features", "--child", kind, json.dumps(spec)],
                           capture_output=True, text=True, cwd=HERE.parent)
@@ -234,10 +295,30 @@ def markdown(rec: dict[str, Any]) -> str:
     rows = [[r["n_mels"], r["rows"], r["workers"] or m["default_workers"], r["wall_s"], r["clips_per_s"],
              f"{r['x_realtime']:,.0f}x", "pass" if r["x_realtime"] >= TARGET_X_REALTIME else "FAIL",
              f"{r['x_realtime_per_cpu_s'] * (r['workers'] or m['default_workers']):,.0f}x",
-             r["load_avg_1min_after"]] for r in rec["speed"]]
+             r["load_avg_1min_after"]] for r in rec.get("speed", [])]
     lines += [tabulate(rows, ["mels", "clips", "workers", "wall s", "clips/s", "x real-time", "target",
                               "x real-time from CPU time", "load avg"],
                        tablefmt="github"), ""]
+    if rec.get("mixed"):
+        lines += ["## Mixed input formats (cold feature cache, default workers)", "",
+                  f"10 s clips cycling {', '.join(f'{r / 1000:g} kHz {c} ch {t}' for r, c, t in MIXED_FORMATS)}, "
+                  f"converted to {MIXED_TARGET[0] / 1000:g} kHz mono (torchaudio resampling, channel average) "
+                  "before the features; target as above.", ""]
+        rows = [[r["n_mels"], r["rows"], r["wall_s"], r["clips_per_s"], f"{r['x_realtime']:,.0f}x",
+                 "pass" if r["x_realtime"] >= TARGET_X_REALTIME else "FAIL", r["load_avg_1min_after"]] for r in rec["mixed"]]
+        lines += [tabulate(rows, ["mels", "clips", "wall s", "clips/s", "x real-time", "target", "load avg"],
+                           tablefmt="github"), ""]
+    if rec.get("metadata"):
+        md = rec["metadata"]
+        lines += ["## Loading and validating a TAU 2022 Mobile-sized dataset", "",
+                  f"`open_dataset` on a TAU 2020 Mobile-layout folder of {md['rows']:,} rows (detection, parsing, "
+                  "every consistency check, a stat and a WAV header read of every file, the identity hash), "
+                  f"in a fresh process: **{md['wall_s']} s** wall ({md['cpu_s']} s CPU, peak RSS {md['peak_rss_mb']} MB; "
+                  f"load average after: {md['load_avg_1min_after']}). Target: <= {TARGET_METADATA_S:g} s on 2 cores: "
+                  f"{'pass' if md['wall_s'] <= TARGET_METADATA_S else 'FAIL'}.", ""]
+    if "memory" not in rec:
+        lines += ["## Notes", "", *[f"- {n}" for n in rec["notes"]], ""]
+        return "\n".join(lines)
     lines += ["## Peak memory (200 mels) against dataset size", ""]
     rows = [[r["rows"], r["wall_s"], r["peak_rss_parent_mb"], r["peak_rss_worker_mb"]] for r in rec["memory"]]
     lines += [tabulate(rows, ["rows", "wall s", "peak RSS parent MB", "peak RSS largest worker MB"], tablefmt="github"),
@@ -273,11 +354,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clips", type=int, default=200, help="number of 10 s clips to generate and extract (default 200)")
     p.add_argument("--out", type=Path, default=HERE / "results", help="output folder (default: benchmarks/results)")
     p.add_argument("--micro-clips", type=int, default=16, help="clips used for the one-core comparison (default 16)")
+    p.add_argument("--metadata-clips", type=int, default=230_000,
+                   help="rows of the metadata-load measurement (default 230,000: TAU 2022 Mobile; 0 skips it)")
+    p.add_argument("--only-new", action="store_true",
+                   help="measure only mixed-format extraction and the metadata load (not the TAU-format figures)")
     p.add_argument("--child", nargs=2, metavar=("KIND", "SPEC"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         kind, spec = args.child[0], json.loads(args.child[1])
-        print(json.dumps(child_load(spec) if kind == "load" else child_micro(spec)))
+        fn = {"load": child_load, "micro": child_micro, "metadata": child_metadata}[kind]
+        print(json.dumps(fn(spec)))
         return 0
     if args.clips < 1:
         p.error("--clips must be >= 1")
@@ -292,29 +378,44 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="harness-bench-features-") as tmp:
         root = Path(tmp) / "data"
         t0 = time.perf_counter()
-        write_clips(root, args.clips)
-        print(f"wrote {args.clips} clips in {time.perf_counter() - t0:.1f} s", flush=True)
+        if not args.only_new:
+            write_clips(root, args.clips)
+            print(f"wrote {args.clips} clips in {time.perf_counter() - t0:.1f} s", flush=True)
 
-        def load(rows: int, n_mels: int, workers: int | None = None) -> dict[str, Any]:
+        def load(rows: int, n_mels: int, workers: int | None = None, mixed: bool = False) -> dict[str, Any]:
             cache = tempfile.mkdtemp(prefix="cache-", dir=tmp)  # cold: a fresh cache every time
-            spec = {"root": str(root), "rows": rows, "n_mels": n_mels, "workers": workers, "cache": cache}
+            spec = {"root": str(root), "rows": rows, "n_mels": n_mels, "workers": workers, "cache": cache, "mixed": mixed}
             r = run_child("load", spec)
             print(json.dumps(r), flush=True)
             return r
 
-        rec["speed"] = [load(args.clips, 40), load(args.clips, 200), load(args.clips, 40, workers=1)]
-        rec["memory"] = [load(args.clips, 200), load(4 * args.clips, 200)]
-        small, big = rec["memory"]
-        rec["memory_bounded"] = all(
-            big[k] <= 1.1 * small[k] + 16 for k in ("peak_rss_parent_mb", "peak_rss_worker_mb"))
-        micro = {"root": str(root), "clips": min(args.micro_clips, args.clips)}
-        default_heap = run_child("micro", {**micro, "heap": False, "compute": False})
-        one_core = {"read_wav (default malloc)": default_heap["read_wav"]}
-        tuned = run_child("micro", {**micro, "heap": True, "compute": True})
-        one_core["read_wav (worker malloc settings)"] = tuned.pop("read_wav")
-        one_core.update(tuned)
-        rec["one_core_ms"] = one_core
-    rec["pass"] = all(r["x_realtime"] >= TARGET_X_REALTIME for r in rec["speed"][:2]) and rec["memory_bounded"]
+        if args.metadata_clips:
+            meta_root = Path(tmp) / "tau2022-size"
+            t0 = time.perf_counter()
+            write_metadata_dataset(meta_root, args.metadata_clips)
+            print(f"wrote a {args.metadata_clips}-row metadata folder in {time.perf_counter() - t0:.1f} s", flush=True)
+            rec["metadata"] = run_child("metadata", {"root": str(meta_root), "rows": args.metadata_clips})
+            print(json.dumps(rec["metadata"]), flush=True)
+            shutil.rmtree(meta_root)
+        write_clips(root, args.clips, mixed=True)
+        rec["mixed"] = [load(args.clips, 40, mixed=True), load(args.clips, 200, mixed=True)]
+        if not args.only_new:
+            rec["speed"] = [load(args.clips, 40), load(args.clips, 200), load(args.clips, 40, workers=1)]
+            rec["memory"] = [load(args.clips, 200), load(4 * args.clips, 200)]
+            small, big = rec["memory"]
+            rec["memory_bounded"] = all(
+                big[k] <= 1.1 * small[k] + 16 for k in ("peak_rss_parent_mb", "peak_rss_worker_mb"))
+            micro = {"root": str(root), "clips": min(args.micro_clips, args.clips)}
+            default_heap = run_child("micro", {**micro, "heap": False, "compute": False})
+            one_core = {"read_wav (default malloc)": default_heap["read_wav"]}
+            tuned = run_child("micro", {**micro, "heap": True, "compute": True})
+            one_core["read_wav (worker malloc settings)"] = tuned.pop("read_wav")
+            one_core.update(tuned)
+            rec["one_core_ms"] = one_core
+    checks = [r["x_realtime"] >= TARGET_X_REALTIME for r in rec.get("speed", [])[:2] + rec["mixed"]]
+    if "metadata" in rec:
+        checks.append(rec["metadata"]["wall_s"] <= TARGET_METADATA_S)
+    rec["pass"] = all(checks) and rec.get("memory_bounded", True)
     rec["notes"] = NOTES
     stem = f"features-{rec['machine']['host']}"
     write_report(args.out, stem, rec, markdown(rec))

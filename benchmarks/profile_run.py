@@ -141,7 +141,7 @@ def instrument(timers: Timers) -> Callable[[], None]:
 
 
 def profile_one(n_mels: int, epochs: int | None, arch: str, loss: str, results: Path, device: str) -> dict[str, Any]:
-    from harness.data.source import open_dataset
+    from harness.data.registry import open_dataset
     from harness.features.cache import load_features
     from harness.features.logmel import FeatureConfig
     from harness.runner.config import RunConfig

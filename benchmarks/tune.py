@@ -59,7 +59,7 @@ def measure(label: str, args: list[str], work: Path) -> dict[str, Any]:
 
 
 def warm() -> float:
-    from harness.data.source import open_dataset
+    from harness.data.registry import open_dataset
     from harness.features.cache import load_features
     from harness.features.logmel import FeatureConfig
 

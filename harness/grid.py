@@ -33,7 +33,7 @@ from harness.runner.config import RunConfig
 @dataclass
 class GridPoint:
     variant: Variant
-    cfg: RunConfig  # resolved, with the dataset identity filled in
+    cfg: RunConfig  # resolved and bound to the dataset (RunConfig.for_dataset)
 
     @property
     def run_id(self) -> str:
@@ -45,20 +45,19 @@ class GridPoint:
 
 
 def grid_points(rows: list[tuple[Variant, RunConfig]], mels: list[int], seeds: list[int],
-                dataset_identity: str, splits: list[str] | None = None) -> list[GridPoint]:
+                splits: list[str] | None = None) -> list[GridPoint]:
     """Every (variant, mels, seed, split) as a resolved run configuration, in a stable order;
     ``rows`` pairs each variant with its run configuration (``harness grid`` builds them from the
-    grid file).
-
-    Seeds vary slowest, so an interrupted loco grid has whole seeds of every fold and variant.
+    grid file) already bound to the dataset (:meth:`RunConfig.for_dataset`), so run ids are final
+    here; ``splits`` (cross-validation folds ``fold:K``, loco folds) default to each row's split. Seeds vary
+    slowest, so an interrupted fold grid has whole seeds of every fold and variant.
     """
     points = []
     for seed in seeds:
         for n_mels in mels:
             for split in splits or [None]:
                 for variant, base in rows:
-                    cfg = replace(base, n_mels=n_mels, seed=seed, split=split or base.split,
-                                  dataset_identity=dataset_identity).resolved()
+                    cfg = replace(base, n_mels=n_mels, seed=seed, split=split or base.split).resolved()
                     points.append(GridPoint(variant, cfg))
     return points
 
@@ -104,7 +103,7 @@ def run_local(points: list[GridPoint], results: str | Path, *, jobs: int = 1, pr
             point, summary = futures[fut], fut.result()
             out.append(summary)
             state = summary.get("status")
-            acc = summary.get("acc_last10")
+            acc = summary.get("acc_score")
             note = f"{100 * acc:.2f}%" if state == "complete" and acc is not None else summary.get("error", state)
             tqdm.write(f"{point.label()}: {note}")
             sys.stdout.flush()  # a line per finished run, also when the output goes to a log file
@@ -136,11 +135,27 @@ def run_distributed(points: list[GridPoint], results: str | Path, storage_url: s
         summary = _run_one(point.cfg, str(results))
         if summary.get("status") != "complete":
             raise RuntimeError(summary.get("error", "run failed"))
-        return float(summary["acc_last10"])
+        return float(summary["acc_score"])
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study.optimize(objective, catch=(RuntimeError,), show_progress_bar=progress)
     return len(study.trials)
+
+
+def fold_splits(ds, folds: str | None) -> list[str] | None:
+    """``--folds all`` / ``--folds 1,3``: the ``fold:K`` splits to run (None: just ``--split``)."""
+    from harness.errors import ConfigError
+
+    if not folds:
+        return None
+    known = ds.protocols.folds
+    if not known:
+        raise ConfigError(f"--folds: {ds.name} has no cross-validation folds (its protocol: {ds.protocols.default_split})")
+    wanted = list(known) if folds == "all" else [f.strip() for f in folds.split(",") if f.strip()]
+    bad = [f for f in wanted if f not in known]
+    if bad:
+        raise ConfigError(f"--folds: unknown fold {bad[0]!r}; {ds.name} has folds {', '.join(known)}")
+    return [f"fold:{f}" for f in wanted]
 
 
 def select_variants(variants: tuple[Variant, ...], names: list[str] | None, extra: bool) -> list[Variant]:

@@ -29,7 +29,7 @@ class PairedBatchSampler(Sampler[list[int]]):
 
     ``cross_domain=True``: pair partners share the scene and differ in domain (city or
     device); ``False``: they share the scene only. ``scene_names`` / ``domain_names`` only
-    make error messages readable (labels default to :data:`harness.data.tau.SCENES`).
+    make error messages readable (the dataset's class and domain names).
     ``drop_last`` drops the final short batch of the shuffled pairs; in the rare extra
     batches made when one scene dominates (see ``_fix_single_scene``) a batch may be short.
     """
@@ -57,11 +57,8 @@ class PairedBatchSampler(Sampler[list[int]]):
     # -- validation -------------------------------------------------------------------------
     def _scene(self, s) -> str:
         names = self._scene_names
-        if names is None:
-            from harness.data.tau import SCENES
-            names = SCENES
         s = _plain(s)
-        return repr(names[s]) if isinstance(s, int) and 0 <= s < len(names) else repr(s)
+        return repr(names[s]) if names is not None and isinstance(s, int) and 0 <= s < len(names) else repr(s)
 
     def _domain(self, d) -> str:
         names = self._domain_names
@@ -75,8 +72,8 @@ class PairedBatchSampler(Sampler[list[int]]):
             bad = [(s, np.unique(self.domains[idx])) for s, idx in self.by_scene.items()]
             bad = [(s, d[0]) for s, d in bad if len(d) < 2]
             if bad:
-                what = "; ".join(f"scene {self._scene(s)} only in domain {self._domain(d)}" for s, d in bad)
-                raise ConfigError(f"cross-domain triplets need every scene in at least two domains of the training split: {what}")
+                what = "; ".join(f"class {self._scene(s)} only in domain {self._domain(d)}" for s, d in bad)
+                raise ConfigError(f"cross-domain triplets need every class in at least two domains of the training split: {what}")
         else:
             bad = [s for s, idx in self.by_scene.items() if len(idx) < 2]
             if bad:

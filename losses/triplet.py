@@ -92,7 +92,13 @@ class TripletLoss(ASCLoss):
         return terms
 
 
-@register_loss("triplet-city", "CE + γ·triplet; positive = same scene, different city (the paper); α=0.2, γ=10")
+@register_loss("triplet-domain", "CE + γ·triplet; positive = same class, different domain (city, device, source "
+               "recording: the dataset's domain column); α=0.2, γ=10")
+def triplet_domain(alpha: float = 0.2, gamma: float = 10.0, band_weight: float = 1.0, normalize: bool = True) -> TripletLoss:
+    return TripletLoss("triplet-domain", True, alpha, gamma, band_weight, normalize)
+
+
+@register_loss("triplet-city", "CE + γ·triplet; positive = same scene, different city (the paper's name for triplet-domain); α=0.2, γ=10")
 def triplet_city(alpha: float = 0.2, gamma: float = 10.0, band_weight: float = 1.0, normalize: bool = True) -> TripletLoss:
     return TripletLoss("triplet-city", True, alpha, gamma, band_weight, normalize)
 
@@ -102,6 +108,6 @@ def triplet_random(alpha: float = 0.2, gamma: float = 10.0, band_weight: float =
     return TripletLoss("triplet-random", False, alpha, gamma, band_weight, normalize)
 
 
-@register_loss("triplet-device", "CE + γ·triplet; positive = same scene, different device (TAU 2020, domain = device)")
+@register_loss("triplet-device", "CE + γ·triplet; positive = same scene, different device (triplet-domain on TAU 2020 Mobile)")
 def triplet_device(alpha: float = 0.2, gamma: float = 10.0, band_weight: float = 1.0, normalize: bool = True) -> TripletLoss:
     return TripletLoss("triplet-device", True, alpha, gamma, band_weight, normalize)

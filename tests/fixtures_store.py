@@ -35,7 +35,7 @@ IDENTITY = "fixture0001aaaaaaaa"
 OTHER_IDENTITY = "otherdata99bbbbbbbb"
 EPOCHS = PRESETS["quick"]["epochs"]  # the fixture's runs match the quick preset, as grid's would
 
-#: (variant, seed) -> (acc_last10, unseen_last10) written to the index (fractions).
+#: (variant, seed) -> (acc_score, unseen_score) written to the index (fractions).
 ACCURACY = {
     ("SubSpectralNet", 0): (0.60, 0.50), ("SubSpectralNet", 1): (0.62, 0.52),
     ("FCNN", 0): (0.70, 0.55), ("FCNN", 1): (0.72, 0.61),
@@ -98,10 +98,10 @@ def _epochs(acc: float, unseen: float) -> pd.DataFrame:
     rows = []
     for e in range(EPOCHS):
         row = {"epoch": e + 1, "train_loss": 2.0 / (e + 1), "train_ce": 2.0 / (e + 1), "train_triplet": 0.0,
-               "acc": acc - ramp[e] + wobble[e], "unseen_acc": unseen - ramp[e] + wobble[e], "eval_loss": 1.5,
+               "acc": acc - ramp[e] + wobble[e], "unseen_acc": unseen - ramp[e] + wobble[e], "log_loss": 1.5,
                "seconds": 1.0, "lr": 0.001}
-        row.update({f"acc_city_{city}": acc for city in CITIES})
-        row.update({f"acc_scene_{s}": acc for s in SCENES})
+        row.update({f"acc_domain_{city}": acc for city in CITIES})
+        row.update({f"acc_class_{s}": acc for s in SCENES})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -115,7 +115,8 @@ def _summary(run_id: str, variant: str, seed: int, status: str, acc: tuple[float
             "epochs": EPOCHS if preset == "quick" else 200, "batch_size": 32, "lr": 0.001, "preset": preset,
             "split": "fold1", "dataset": dataset, "dataset_kind": kind, "dataset_identity": identity,
             "unseen_protocol": protocol, "unseen_domains": UNSEEN,
-            "acc_last10": acc[0] if acc else None, "unseen_last10": acc[1] if acc else None,
+            "acc_score": acc[0] if acc else None, "unseen_score": acc[1] if acc else None, "score_window": 10,
+            "scores": {"acc": acc[0], "unseen_acc": acc[1], "macro_acc": acc[0] - 0.01, "log_loss": 1.5} if acc else {},
             "acc_final": acc[0] if acc else None, "unseen_final": acc[1] if acc else None, "params": 113160,
             "wall_s": 1.0, "device": "cpu", "created": f"2024-01-01T00:00:{seed:02d}", "run_dir": f"runs/{run_id}"}
 
@@ -123,7 +124,7 @@ def _summary(run_id: str, variant: str, seed: int, status: str, acc: tuple[float
 def write_run(store: ResultsStore, summary: dict, correct: np.ndarray, emb: np.ndarray, c: Clips) -> None:
     run = store.run_dir(summary["run_id"])
     run.mkdir(parents=True, exist_ok=True)
-    _epochs(summary["acc_last10"], summary["unseen_last10"]).to_csv(run / "epochs.csv", index=False)
+    _epochs(summary["acc_score"], summary["unseen_score"]).to_csv(run / "epochs.csv", index=False)
     logits = np.zeros((N_CLIPS, len(SCENES)), dtype=np.float32)
     pred = np.where(correct, c.labels, (c.labels + 1) % len(SCENES))
     logits[np.arange(N_CLIPS), pred] = 3.0

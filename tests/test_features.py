@@ -116,12 +116,12 @@ def test_load_features_rows_follow_meta_and_second_call_hits_cache(
     cfg = FeatureConfig()
     calls = count_calls(monkeypatch)
     feats = load_features_quiet(ds, cfg, workers=1)
-    assert calls[0] == len(ds.meta)
-    assert feats.shape == (len(ds.meta), 2, 40, 25) and feats.dtype == np.float16
+    assert calls[0] == len(ds.clips)
+    assert feats.shape == (len(ds.clips), 2, 40, 25) and feats.dtype == np.float16
     assert isinstance(feats, np.memmap) and not feats.flags.writeable
     ext = LogMelExtractor(cfg, ds.sample_rate)
-    for i in (0, 17, len(ds.meta) - 1):
-        audio = read_wav(ds.root / ds.meta["filename"].iloc[i], 48000, 2, ds.clip_samples)
+    for i in (0, 17, len(ds.clips) - 1):
+        audio = read_wav(ds.root / ds.clips["filename"].iloc[i], 48000, 2, ds.clip_samples)
         np.testing.assert_allclose(feats[i].astype(np.float32), ext(audio), atol=0.02)
 
     def no_recompute(*args: object, **kwargs: object) -> None:
@@ -161,7 +161,7 @@ def test_interrupted_extraction_caches_nothing_and_rerun_recomputes(
     tiny: Path, cache_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ds = load_dataset(tiny)
-    half = len(ds.meta) // 2
+    half = len(ds.clips) // 2
     count_calls(monkeypatch, fail_after=half)
     with pytest.raises(RuntimeError, match="simulated crash"):
         load_features_quiet(ds, FeatureConfig(), workers=1)
@@ -170,7 +170,7 @@ def test_interrupted_extraction_caches_nothing_and_rerun_recomputes(
     monkeypatch.setenv("HARNESS_CACHE", str(cache_root.parent))
     calls = count_calls(monkeypatch)
     feats = load_features_quiet(ds, FeatureConfig(), workers=1)
-    assert calls[0] == len(ds.meta)
+    assert calls[0] == len(ds.clips)
     assert np.isfinite(feats.astype(np.float32)).all() and feats[-1].std() > 0
 
 
@@ -188,11 +188,11 @@ def test_killed_extraction_leftovers_are_never_used(
     dead.mkdir()
     calls = count_calls(monkeypatch)
     np.testing.assert_array_equal(load_features_quiet(ds, cfg, workers=1), good)
-    assert calls[0] == len(ds.meta) and not dead.exists()
+    assert calls[0] == len(ds.clips) and not dead.exists()
     manifest.pop("complete")
     (final / fcache.MANIFEST_FILE).write_text(json.dumps(manifest))
     load_features_quiet(ds, cfg, workers=1)
-    assert calls[0] == 2 * len(ds.meta)
+    assert calls[0] == 2 * len(ds.clips)
 
 
 def test_publish_keeps_a_complete_cache_another_process_wrote_first(tiny: Path, cache_root: Path) -> None:
@@ -234,7 +234,7 @@ def test_corrupt_cache_is_recomputed(
         (final / fcache.MANIFEST_FILE).write_text(json.dumps(manifest))
     calls = count_calls(monkeypatch)
     np.testing.assert_array_equal(load_features_quiet(ds, cfg, workers=1), good)
-    assert calls[0] == len(ds.meta)
+    assert calls[0] == len(ds.clips)
     assert len(complete_caches(cache_root)) == 1
 
 
@@ -246,7 +246,7 @@ def test_corrupt_wav_raises_data_error_naming_file_and_caches_nothing(
 
     root = copy_tau(tiny, tmp_path / "broken")
     ds = load_dataset(root)
-    bad = root / ds.meta["filename"].iloc[len(ds.meta) // 2]
+    bad = root / ds.clips["filename"].iloc[len(ds.clips) // 2]
     corrupt_file(bad)
     with pytest.raises(DataError, match=str(bad.name)) as info:
         load_features_quiet(ds, FeatureConfig(), workers=workers)

@@ -55,7 +55,7 @@ def _run(store: ResultsStore, variant: str, seed: int, domain: str, *, extra_cli
         "alpha": 0.2 if loss != "ce" else None, "gamma": 10.0 if loss != "ce" else None, "epochs": 30,
         "batch_size": 32, "lr": 0.001, "preset": "quick", "split": f"loco:{domain}", "dataset": "/fixture",
         "dataset_kind": "synthetic", "dataset_identity": "fixture-loco", "unseen_protocol": "all",
-        "unseen_domains": domain, "acc_last10": 0.5, "unseen_last10": float(correct[unseen].mean()),
+        "unseen_domains": domain, "acc_score": 0.5, "unseen_score": float(correct[unseen].mean()),
         "created": f"2024-01-01T00:00:0{seed}", "run_dir": f"runs/{run_id}"})
 
 

@@ -108,8 +108,8 @@ def test_plan_counts_the_protocols_clips(tmp_path) -> None:
                                     locations_per=3, segments_per=2, seconds=0.05, milan_unused=1))
     fold1 = build_plan(ds, "fold1", seeds=2)
     loco = build_plan(ds, "loco", seeds=2)
-    assert loco.subsets == {"unseen (pooled)": len(ds.meta)}  # every clip once
-    assert fold1.subsets["unseen"] == int(((ds.meta["domain"] == "milan") & (ds.meta["fold"] == "evaluate")).sum())
+    assert loco.subsets == {"unseen (pooled)": len(ds.clips)}  # every clip once
+    assert fold1.subsets["unseen"] == int(((ds.clips["domain"] == "milan") & (ds.clips["fold"] == "evaluate")).sum())
     (rec,) = [r for r in loco.records() if r["discordance"] == 0.2]
-    assert rec["mde_pct_seeds_differ"] == pytest.approx(100 * mde(len(ds.meta), 0.1))
-    assert rec["mde_pct_seeds_same"] == pytest.approx(100 * mde(len(ds.meta), 0.2))
+    assert rec["mde_pct_seeds_differ"] == pytest.approx(100 * mde(len(ds.clips), 0.1))
+    assert rec["mde_pct_seeds_same"] == pytest.approx(100 * mde(len(ds.clips), 0.2))

@@ -20,7 +20,7 @@ from harness.runner.train import run
 
 pytestmark = pytest.mark.slow
 
-METRIC_COLS = ["train_loss", "train_ce", "acc", "unseen_acc", "eval_loss"]
+METRIC_COLS = ["train_loss", "train_ce", "acc", "unseen_acc", "log_loss", "macro_acc"]
 
 
 def cfg(data: Path, **kw) -> RunConfig:
@@ -39,10 +39,10 @@ def test_same_seed_same_metrics_and_reuse(tiny_synth: Path, tmp_path: Path) -> N
     assert a["run_id"] == b["run_id"] and a["status"] == "complete"
     pd.testing.assert_frame_equal(epochs(tmp_path / "a", a)[METRIC_COLS + ["train_triplet"]],
                                   epochs(tmp_path / "b", b)[METRIC_COLS + ["train_triplet"]])
-    assert 0.0 <= a["acc_last10"] <= 1.0
+    assert 0.0 <= a["acc_score"] <= 1.0
     # An identical completed run is a no-op that returns the stored record.
     again = run(cfg(tiny_synth, loss="triplet-city", aug="spec"), tmp_path / "a", progress=False)
-    assert again.get("reused") and again["acc_last10"] == a["acc_last10"]
+    assert again.get("reused") and again["acc_score"] == a["acc_score"]
     # Another seed is another run with other numbers.
     c = run(cfg(tiny_synth, loss="triplet-city", aug="spec", seed=2), tmp_path / "a", progress=False)
     assert c["run_id"] != a["run_id"]
@@ -64,7 +64,7 @@ def test_record_is_complete(tiny_synth: Path, tmp_path: Path) -> None:
     assert z["logits"].shape[1] == 10 and z["unseen"].any() and z["official"].any()
     assert set(z["domains"][z["unseen"]]) == {"milan"}
     ep = epochs(tmp_path, s)
-    assert "acc_city_milan" in ep.columns and "acc_scene_park" in ep.columns
+    assert "acc_domain_milan" in ep.columns and "acc_class_park" in ep.columns
 
 
 def test_resume_after_sigkill_matches_uninterrupted(tiny_synth: Path, tmp_path: Path) -> None:
@@ -152,9 +152,13 @@ def test_dataset_that_cannot_serve_the_split(kind: str, tmp_path: Path, capsys) 
         root = write_tau(tmp_path / "tau", scenes=SCENES, cities=("london", "paris"), unseen_city="paris",
                          seconds=1.0, sample_rate=8000)
         needle = "no unseen city"
-    else:  # three scenes only: seven classes have no training clip
+    else:  # one scene is only in evaluate: its class has no training clip
+        from tau_factory import read_rows, write_rows
+
         root = write_tau(tmp_path / "tau", seconds=1.0, sample_rate=8000)
-        needle = "empty class"
+        train = root / "evaluation_setup" / "fold1_train.csv"
+        write_rows(train, [r for r in read_rows(train) if r[1] != "park"])
+        needle = "class 'park' with no training clip (empty class)"
     code = main(["run", "--data", str(root), "--results", str(tmp_path / "r"), "--no-progress", "--device", "cpu"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and needle in err and str(root) in err and "\n" not in err

@@ -95,8 +95,8 @@ def test_drop_last_keeps_only_full_batches() -> None:
 def test_scene_in_one_domain_is_refused_naming_scene_and_domain() -> None:
     labels = [0, 0, 1, 1, 2, 2]
     doms = [0, 1, 3, 3, 0, 1]
-    with pytest.raises(ConfigError, match=r"scene 'bus' only in domain 'milan'") as err:
-        PairedBatchSampler(labels, doms, 4, cross_domain=True, seed=0,
+    with pytest.raises(ConfigError, match=r"class 'bus' only in domain 'milan'") as err:
+        PairedBatchSampler(labels, doms, 4, cross_domain=True, seed=0, scene_names=["airport", "bus", "park"],
                            domain_names=["barcelona", "helsinki", "lisbon", "milan"])
     assert "\n" not in str(err.value)
     PairedBatchSampler(labels, doms, 4, cross_domain=False, seed=0)  # any-domain pairing is fine

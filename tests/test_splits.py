@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 from tau_factory import write_tau
 
+from harness.data.dataset import Dataset
 from harness.data import splits, tau
-from harness.data.splits import inner_validation, locations_overlap, make_split
+from harness.data.splits import inner_validation, groups_overlap, make_split
 from harness.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
-def ds19(tmp_path_factory: pytest.TempPathFactory) -> tau.TauDataset:
+def ds19(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
     # 4 locations per scene and city: 3 train, 1 evaluate; milan: 1 evaluate + 2 unused locations.
     root = write_tau(
         tmp_path_factory.mktemp("s19") / "d",
@@ -27,7 +28,7 @@ def ds19(tmp_path_factory: pytest.TempPathFactory) -> tau.TauDataset:
 
 
 @pytest.fixture(scope="module")
-def ds20(tmp_path_factory: pytest.TempPathFactory) -> tau.TauDataset:
+def ds20(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
     root = write_tau(
         tmp_path_factory.mktemp("s20") / "d",
         layout="tau2020",
@@ -39,18 +40,18 @@ def ds20(tmp_path_factory: pytest.TempPathFactory) -> tau.TauDataset:
     return tau.load_dataset(root)
 
 
-def _col(ds: tau.TauDataset, rows: np.ndarray, col: str) -> np.ndarray:
-    return ds.meta[col].to_numpy()[rows]
+def _col(ds: Dataset, rows: np.ndarray, col: str) -> np.ndarray:
+    return ds.clips[col].to_numpy()[rows]
 
 
-def _assert_disjoint(ds: tau.TauDataset, a: np.ndarray, b: np.ndarray) -> None:
+def _assert_disjoint(ds: Dataset, a: np.ndarray, b: np.ndarray) -> None:
     assert len(np.intersect1d(a, b)) == 0
-    assert locations_overlap(ds, a, b) == set()
+    assert groups_overlap(ds, a, b) == set()
 
 
-def test_fold1_official(ds19: tau.TauDataset) -> None:
+def test_fold1_official(ds19: Dataset) -> None:
     s = make_split(ds19)
-    meta = ds19.meta
+    meta = ds19.clips
     assert s.name == "fold1" and s.unseen_protocol == "official"
     assert np.array_equal(s.train, np.flatnonzero(meta["fold"] == "train"))
     assert np.array_equal(s.evaluate, np.flatnonzero(meta["fold"] == "evaluate"))
@@ -63,9 +64,9 @@ def test_fold1_official(ds19: tau.TauDataset) -> None:
     assert "unseen 8 [milan; protocol official]" in s.describe() and "\n" not in s.describe()
 
 
-def test_fold1_all_adds_unused_unseen_rows_only_to_unseen_scoring(ds19: tau.TauDataset) -> None:
+def test_fold1_all_adds_unused_unseen_rows_only_to_unseen_scoring(ds19: Dataset) -> None:
     official, full = make_split(ds19), make_split(ds19, unseen="all")
-    unused_milan = np.flatnonzero((ds19.meta["fold"] == "unused") & (ds19.meta["domain"] == "milan"))
+    unused_milan = np.flatnonzero((ds19.clips["fold"] == "unused") & (ds19.clips["domain"] == "milan"))
     assert len(unused_milan) == 4 * 2 * 2
     assert np.array_equal(full.official_evaluate, official.evaluate)
     assert np.array_equal(full.evaluate, np.union1d(official.evaluate, unused_milan))
@@ -74,7 +75,7 @@ def test_fold1_all_adds_unused_unseen_rows_only_to_unseen_scoring(ds19: tau.TauD
     _assert_disjoint(ds19, full.train, full.evaluate)
 
 
-def test_fold1_2020_unseen_devices_never_leak_training_locations(ds20: tau.TauDataset) -> None:
+def test_fold1_2020_unseen_devices_never_leak_training_locations(ds20: Dataset) -> None:
     s = make_split(ds20, unseen="all")
     assert s.unseen_domains == ("s4", "s5")
     assert set(_col(ds20, s.train, "domain")) == {"a", "b", "s1", "s2"}
@@ -84,9 +85,9 @@ def test_fold1_2020_unseen_devices_never_leak_training_locations(ds20: tau.TauDa
     _assert_disjoint(ds20, s.train, s.evaluate)
 
 
-def test_leave_one_city_out(ds19: tau.TauDataset) -> None:
+def test_leave_one_city_out(ds19: Dataset) -> None:
     s = make_split(ds19, "leave-one-city-out:Lyon")
-    meta = ds19.meta
+    meta = ds19.clips
     assert s.name == "leave-one-city-out:lyon"
     assert "lyon" not in set(_col(ds19, s.train, "city"))
     lyon = np.flatnonzero(meta["city"] == "lyon")
@@ -98,7 +99,7 @@ def test_leave_one_city_out(ds19: tau.TauDataset) -> None:
     _assert_disjoint(ds19, s.train, s.evaluate)
 
 
-def test_leave_one_domain_out_alias_and_2020(ds19: tau.TauDataset, ds20: tau.TauDataset) -> None:
+def test_leave_one_domain_out_alias_and_2020(ds19: Dataset, ds20: Dataset) -> None:
     a = make_split(ds19, "leave-one-city-out:paris")
     b = make_split(ds19, "leave-one-domain-out:paris")
     assert np.array_equal(a.train, b.train) and np.array_equal(a.evaluate, b.evaluate)
@@ -119,13 +120,13 @@ def test_leave_one_domain_out_alias_and_2020(ds19: tau.TauDataset, ds20: tau.Tau
         ("fold1", "some", "official, all"),
     ],
 )
-def test_bad_split_options(ds19: tau.TauDataset, spec: str, unseen: str, match: str) -> None:
+def test_bad_split_options(ds19: Dataset, spec: str, unseen: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match) as err:
         make_split(ds19, spec, unseen=unseen)
     assert "\n" not in str(err.value)
 
 
-def test_inner_validation_by_location_stratified(ds19: tau.TauDataset) -> None:
+def test_inner_validation_by_location_stratified(ds19: Dataset) -> None:
     train = make_split(ds19).train
     inner = inner_validation(ds19, train, fraction=0.25, seed=3)
     assert inner.held_out_domain is None
@@ -138,7 +139,7 @@ def test_inner_validation_by_location_stratified(ds19: tau.TauDataset) -> None:
     assert tr is inner.train and va is inner.val
 
 
-def test_inner_validation_is_deterministic_and_order_free(ds19: tau.TauDataset) -> None:
+def test_inner_validation_is_deterministic_and_order_free(ds19: Dataset) -> None:
     train = make_split(ds19).train
     a = inner_validation(ds19, train, seed=1)
     b = inner_validation(ds19, train[::-1].copy(), seed=1)
@@ -147,7 +148,7 @@ def test_inner_validation_is_deterministic_and_order_free(ds19: tau.TauDataset) 
     assert any(not np.array_equal(a.val, o) for o in others)
 
 
-def test_inner_validation_holds_out_a_domain(ds19: tau.TauDataset, ds20: tau.TauDataset) -> None:
+def test_inner_validation_holds_out_a_domain(ds19: Dataset, ds20: Dataset) -> None:
     train = make_split(ds19).train
     inner = inner_validation(ds19, train, fraction=0.2, hold_out_domain="paris")
     assert inner.held_out_domain == "paris"
@@ -179,21 +180,21 @@ def test_inner_validation_holds_out_a_domain(ds19: tau.TauDataset, ds20: tau.Tau
         ({"fraction": 0.0}, "validation is empty"),
     ],
 )
-def test_inner_validation_errors(ds19: tau.TauDataset, kwargs: dict, match: str) -> None:
+def test_inner_validation_errors(ds19: Dataset, kwargs: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         inner_validation(ds19, make_split(ds19).train, **kwargs)
 
 
-def test_inner_validation_needs_two_domains_to_hold_one_out(ds19: tau.TauDataset) -> None:
-    lyon = np.flatnonzero((ds19.meta["fold"] == "train") & (ds19.meta["city"] == "lyon"))
+def test_inner_validation_needs_two_domains_to_hold_one_out(ds19: Dataset) -> None:
+    lyon = np.flatnonzero((ds19.clips["fold"] == "train") & (ds19.clips["city"] == "lyon"))
     with pytest.raises(ConfigError, match="only lyon"):
         inner_validation(ds19, lyon, hold_out_domain="auto")
 
 
-def test_every_split_is_location_disjoint(ds19: tau.TauDataset, ds20: tau.TauDataset) -> None:
+def test_every_split_is_location_disjoint(ds19: Dataset, ds20: Dataset) -> None:
     cases = [(ds19, "fold1"), (ds20, "fold1")]
-    cases += [(ds19, f"leave-one-city-out:{c}") for c in sorted(ds19.meta["city"].unique())]
-    cases += [(ds20, f"leave-one-domain-out:{d}") for d in sorted(ds20.meta["domain"].unique())]
+    cases += [(ds19, f"leave-one-city-out:{c}") for c in sorted(ds19.clips["city"].unique())]
+    cases += [(ds20, f"leave-one-domain-out:{d}") for d in sorted(ds20.clips["domain"].unique())]
     for ds, spec in cases:
         for unseen in splits.UNSEEN_PROTOCOLS:
             s = make_split(ds, spec, unseen)
@@ -206,8 +207,8 @@ def test_every_split_is_location_disjoint(ds19: tau.TauDataset, ds20: tau.TauDat
                 assert np.isin(inner.train, s.train).all() and np.isin(inner.val, s.train).all()
 
 
-def test_loco_folds_score_every_clip_once_and_never_train_on_its_domain(ds19: tau.TauDataset, ds20: tau.TauDataset) -> None:
-    meta = ds19.meta
+def test_loco_folds_score_every_clip_once_and_never_train_on_its_domain(ds19: Dataset, ds20: Dataset) -> None:
+    meta = ds19.clips
     specs = splits.loco_specs(ds19)
     assert specs == [f"loco:{d}" for d in sorted(meta["domain"].unique())]
     scored = np.concatenate([make_split(ds19, spec).unseen for spec in specs])

@@ -15,9 +15,9 @@ from harness.results.store import INDEX_COLUMNS, ResultsStore
 def _writer(root: str, worker: int, n: int) -> None:
     store = ResultsStore(root)
     for i in range(n):
-        store.update_index({"run_id": f"w{worker}-r{i}", "status": "complete", "seed": i, "acc_last10": 0.5})
+        store.update_index({"run_id": f"w{worker}-r{i}", "status": "complete", "seed": i, "acc_score": 0.5})
         # Re-writing a row must replace it, not duplicate it.
-        store.update_index({"run_id": f"w{worker}-r{i}", "status": "complete", "seed": i, "acc_last10": 0.75})
+        store.update_index({"run_id": f"w{worker}-r{i}", "status": "complete", "seed": i, "acc_score": 0.75})
 
 
 def test_concurrent_index_writers_lose_nothing(tmp_path: Path) -> None:
@@ -31,7 +31,7 @@ def test_concurrent_index_writers_lose_nothing(tmp_path: Path) -> None:
     df = pd.read_csv(tmp_path / "index.csv")
     assert list(df.columns) == INDEX_COLUMNS
     assert len(df) == 60 and df["run_id"].is_unique
-    assert (df["acc_last10"] == 0.75).all()
+    assert (df["acc_score"] == 0.75).all()
 
 
 def test_atomic_path_leaves_old_file_on_failure(tmp_path: Path) -> None:
@@ -52,3 +52,25 @@ def test_reindex_rebuilds_from_summaries(tmp_path: Path) -> None:
     (tmp_path / "index.csv").unlink()
     assert store.reindex() == 3
     assert sorted(store.load_index()["run_id"]) == ["run0", "run1", "run2"]
+
+
+def test_reindex_migrates_run_folders_of_earlier_versions(tmp_path: Path) -> None:
+    import json
+
+    run = tmp_path / "runs" / "old-run"
+    run.mkdir(parents=True)
+    epochs = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [2.0, 1.0, 0.5], "acc": [0.2, 0.4, 0.6],
+                           "unseen_acc": [0.1, 0.3, 0.5], "eval_loss": [2.0, 1.5, 1.0],
+                           "acc_city_milan": [0.1, 0.3, 0.5], "acc_scene_bus": [0.2, 0.4, 0.6], "seconds": 1.0, "lr": 1e-3})
+    epochs.to_csv(run / "epochs.csv", index=False)
+    (run / "summary.json").write_text(json.dumps({"run_id": "old-run", "status": "complete", "acc_last10": 0.5,
+                                                  "unseen_last10": 0.4, "score_epochs": 2, "run_dir": "runs/old-run"}))
+    for _ in range(2):  # idempotent
+        assert ResultsStore(tmp_path).reindex() == 1
+    summary = json.loads((run / "summary.json").read_text())
+    assert "acc_last10" not in summary and summary["acc_score"] == 0.5 and summary["score_window"] == 2
+    assert summary["scores"]["acc"] == pytest.approx(0.5) and summary["scores"]["log_loss"] == pytest.approx(1.25)
+    cols = set(pd.read_csv(run / "epochs.csv").columns)
+    assert {"acc_domain_milan", "acc_class_bus", "log_loss"} <= cols and "eval_loss" not in cols
+    index = pd.read_csv(tmp_path / "index.csv")
+    assert index.loc[0, "acc_score"] == 0.5 and index.loc[0, "score_window"] == 2

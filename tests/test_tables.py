@@ -139,7 +139,7 @@ def test_dataset_and_preset_selection(store: Path) -> None:
     assert other.cells[("SubSpectralNet", 40, "overall")].n == 0
     sel = other.selection
     assert (sel.preset, sel.unseen_protocol, sel.dataset_kind) == ("paper", "all", "tau2019")
-    assert "1,440 (the paper's protocol)" in sel.describe()
+    assert "protocol all (the paper's protocol is all" in sel.describe()
     assert all("--preset paper --data /data/TAU-urban-acoustic-scenes-2019-development --unseen all" in c for c in other.commands())
     synth = build_table1(index, dataset="synthetic", mels=(40,))
     assert synth.cells[("FCNN", 40, "overall")].n == 2 and "synthetic dataset" in synth.selection.describe()
@@ -151,7 +151,7 @@ def test_dataset_and_preset_selection(store: Path) -> None:
 def test_runs_off_the_preset_are_left_out_and_said_so(tmp_path: Path) -> None:
     root = write_store(tmp_path)
     summary = json.loads((root / "runs" / "fx-FCNN-s0" / "summary.json").read_text())
-    ResultsStore(root).update_index({**summary, "run_id": "fx-short", "epochs": 3, "seed": 2, "acc_last10": 0.1})
+    ResultsStore(root).update_index({**summary, "run_id": "fx-short", "epochs": 3, "seed": 2, "acc_score": 0.1})
     t = build_table1(load_index(root), mels=(40,), seeds=(0, 1, 2))
     assert t.cells[("FCNN", 40, "overall")].seeds == (0, 1)
     assert any("fx-short" in n and "differ from preset quick" in n for n in t.selection.notes)
@@ -268,7 +268,7 @@ def test_runs_of_one_precision_fill_a_table(store: Path) -> None:
 
     index = load_index(store)
     fp32, _ = select_runs(index, dataset="synthetic")
-    bf16 = index[index["run_id"] == "fx-FCNN-s0"].assign(run_id="fx-FCNN-bf16-s0", precision="bf16", acc_last10=0.01)
+    bf16 = index[index["run_id"] == "fx-FCNN-s0"].assign(run_id="fx-FCNN-bf16-s0", precision="bf16", acc_score=0.01)
     runs, sel = select_runs(pd.concat([index, bf16], ignore_index=True), dataset="synthetic")
     assert "fx-FCNN-bf16-s0" not in set(runs["run_id"]) and set(runs["run_id"]) == set(fp32["run_id"])
     assert any("precision bf16 (1)" in n and "uses fp32" in n for n in sel.notes)

@@ -20,9 +20,10 @@ from tau_factory import (
 )
 
 from harness.data import tau
+from harness.data.summary import describe, summary_text
 from harness.errors import DataError
 
-META_COLUMNS = ["filename", "scene", "label", "identifier", "source", "city", "location", "domain", "fold"]
+META_COLUMNS = ["filename", "label", "class", "domain", "group", "fold", "scene", "identifier", "source", "city", "location"]
 TRAIN = "evaluation_setup/fold1_train.csv"
 EVAL = "evaluation_setup/fold1_evaluate.csv"
 
@@ -45,8 +46,8 @@ def broken(tau2019: Path, tmp_path: Path) -> Path:
 
 def test_loads_2019(tau2019: Path) -> None:
     ds = tau.load_dataset(tau2019)
-    meta = ds.meta
-    assert ds.layout == "tau2019" and ds.domain_kind == "city"
+    meta = ds.clips
+    assert ds.name == "tau2019" and ds.domain_kind == "city"
     assert list(meta.columns) == META_COLUMNS
     # 3 scenes x (3 cities x 2 locations + milan 1 evaluate + 1 unused location) x 2 segments
     assert len(meta) == 48
@@ -57,15 +58,17 @@ def test_loads_2019(tau2019: Path) -> None:
     assert set(meta.loc[meta["fold"] == "train", "city"]) == {"barcelona", "lyon", "prague"}
     assert set(meta.loc[meta["fold"] == "unused", "city"]) == {"milan"}
     assert meta["label"].dtype == np.int64
-    assert [tau.SCENES[i] for i in meta["label"]] == meta["scene"].tolist()
+    assert ds.classes == ("airport", "bus", "park")  # from the data, in TAU's order
+    assert [ds.classes[i] for i in meta["label"]] == meta["scene"].tolist() == meta["class"].tolist()
+    assert (meta["group"] == meta["location"]).all() and ds.protocols.default_split == "fold1"
     assert not ds.is_synthetic
     assert ds.path(meta["filename"][0]) == tau2019.resolve() / meta["filename"][0]
 
 
 def test_loads_2020_with_device_domains(tau2020: Path) -> None:
     ds = tau.load_dataset(tau2020)
-    meta = ds.meta
-    assert ds.layout == "tau2020" and ds.domain_kind == "device"
+    meta = ds.clips
+    assert ds.name == "tau2020-mobile" and ds.domain_kind == "device"
     assert (ds.sample_rate, ds.channels, ds.clip_samples) == (44100, 1, 22050)
     assert (meta["domain"] == meta["source"]).all()
     assert set(meta.loc[meta["fold"] == "train", "domain"]) == {"a", "b", "s1"}
@@ -80,23 +83,29 @@ def test_constants() -> None:
     assert tau.DEVICES_2020[:3] == ("a", "b", "c") and tau.DEVICES_2020[-1] == "s6"
 
 
-def test_synthetic_flag_from_readme(tmp_path: Path) -> None:
+def test_synthetic_comes_from_the_plugin_not_the_readme(tmp_path: Path) -> None:
+    from harness.data.registry import open_dataset, resolve_layout
+
     root = write_tau(tmp_path / "s", scenes=("bus", "tram"), cities=("lyon",), synthetic=True)
-    assert tau.load_dataset(root).is_synthetic
-    assert "SYNTHETIC" in tau.summary_text(tau.load_dataset(root))
+    assert resolve_layout(root) == "tau2019" and not open_dataset(root).is_synthetic  # a README says nothing
+    (root / tau.SYNTHETIC_MARKER).write_text("{}")
+    assert resolve_layout(root) == "synthetic"
+    ds = open_dataset(root)
+    assert ds.is_synthetic and ds.name == "synthetic" and "SYNTHETIC" in summary_text(ds)
+    assert not open_dataset(root, dataset="tau2019").is_synthetic
 
 
 def test_crlf_and_lf_give_the_same_dataset(tau2019: Path, broken: Path) -> None:
     for rel in ("meta.csv", TRAIN, EVAL, "evaluation_setup/fold1_test.csv"):
         to_crlf(broken / rel)
     assert b"\r\n" in (broken / "meta.csv").read_bytes()
-    a, b = tau.load_dataset(tau2019).meta, tau.load_dataset(broken).meta
+    a, b = tau.load_dataset(tau2019).clips, tau.load_dataset(broken).clips
     assert a.equals(b)
 
 
 def test_check_audio_false_reads_one_header_and_agrees(tau2019: Path) -> None:
     full, quick = tau.load_dataset(tau2019), tau.load_dataset(tau2019, check_audio=False)
-    for field in ("sample_rate", "channels", "clip_samples", "layout"):
+    for field in ("sample_rate", "channels", "clip_samples", "name"):
         assert getattr(quick, field) == getattr(full, field)
     assert quick.identity == full.identity
 
@@ -105,7 +114,7 @@ def test_identity_tracks_audio_and_metadata(tau2019: Path, broken: Path) -> None
     base = tau.load_dataset(broken)
     same = tau.load_dataset(tau2019)
     assert (base.identity, base.stamp) == (same.identity, same.stamp)  # same names, sizes, mtimes (hard links)
-    wav = broken / base.meta["filename"][3]
+    wav = broken / base.clips["filename"][3]
     st = wav.stat()
     data = wav.read_bytes()
     wav.unlink()  # break the hard link to the shared fixture before touching it
@@ -129,36 +138,36 @@ def test_a_copy_has_the_same_identity(tau2019: Path, tmp_path: Path) -> None:
 
     copy = tmp_path / "copy"
     shutil.copytree(tau2019, copy, copy_function=shutil.copyfile)  # contents only, fresh mtimes
-    os.utime(copy / tau.load_dataset(copy).meta["filename"][0], ns=(0, 0))
+    os.utime(copy / tau.load_dataset(copy).clips["filename"][0], ns=(0, 0))
     a, b = tau.load_dataset(tau2019), tau.load_dataset(copy)
     assert a.identity == b.identity and a.stamp != b.stamp
 
 
 def test_read_audio(tau2019: Path) -> None:
     ds = tau.load_dataset(tau2019)
-    x = tau.read_audio(ds, ds.meta["filename"][0])
+    x = ds.read(ds.clips["filename"][0])
     assert x.shape == (2, 24000) and x.dtype == np.float32 and np.abs(x).max() > 0.05
 
 
 def test_read_audio_reports_a_file_damaged_after_loading(broken: Path) -> None:
     ds = tau.load_dataset(broken)
-    name = ds.meta["filename"][5]
+    name = ds.clips["filename"][5]
     write_wav(broken / name, 48000, 2, 100)
     with pytest.raises(DataError, match="truncated") as err:
-        tau.read_audio(ds, name)
+        ds.read(name)
     assert Path(name).name in str(err.value)
 
 
 def test_describe_and_summary(tau2019: Path) -> None:
     ds = tau.load_dataset(tau2019)
-    table = tau.describe(ds)
-    assert table["total"].sum() == len(ds.meta)
+    table = describe(ds)
+    assert table["total"].sum() == len(ds.clips)
     assert table.loc[("train", "bus"), "lyon"] == 2
     assert table.loc[("unused", "bus"), "milan"] == 2 and table.loc[("train", "bus"), "milan"] == 0
     assert list(table.index.get_level_values("fold").unique()) == ["train", "evaluate", "unused"]
-    text = tau.summary_text(ds)
-    assert "unseen city: milan (6 evaluate, 6 unused)" in text
-    assert "train 18, evaluate 24, unused 6" in text and "48000 Hz" in text
+    text = summary_text(ds)
+    assert "unseen city milan: official = its 6 clips of fold1 evaluate; all = plus its 6 clips in no fold file" in text
+    assert "fold train: 18, fold evaluate: 24, fold unused: 6" in text and "48000 Hz" in text
 
 
 # --------------------------------------------------------------------------- bad data
@@ -285,4 +294,4 @@ def test_bom_and_missing_test_file_are_accepted(broken: Path) -> None:
     meta.unlink()
     meta.write_bytes(b"\xef\xbb\xbf" + data)
     (broken / "evaluation_setup/fold1_test.csv").unlink()
-    assert len(tau.load_dataset(broken).meta) == 48
+    assert len(tau.load_dataset(broken).clips) == 48

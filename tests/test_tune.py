@@ -148,7 +148,7 @@ def test_changed_settings_refuse_to_join_a_study(env, tmp_path: Path, capsys) ->
 def test_trials_never_score_evaluate_rows(env, tmp_path: Path, monkeypatch) -> None:
     """Every trial trains and scores on rows of the training split only; only --final reads evaluate."""
     import harness.runner.train as train
-    from harness.data.source import open_dataset
+    from harness.data.registry import open_dataset
     from harness.data.splits import make_split
 
     calls = []
@@ -170,12 +170,12 @@ def test_trials_never_score_evaluate_rows(env, tmp_path: Path, monkeypatch) -> N
         assert not evaluate & set(scored.tolist()) and not evaluate & set(rows.tolist())
         assert set(scored.tolist()) <= set(np.asarray(split.train).tolist())
         assert unseen.any(), "--objective unseen scores a city held out of the tuning train set"
-        held = set(ds.meta["domain"].to_numpy()[scored[unseen]])
-        assert len(held) == 1 and not held & set(ds.meta["domain"].to_numpy()[rows])
+        held = set(ds.clips["domain"].to_numpy()[scored[unseen]])
+        assert len(held) == 1 and not held & set(ds.clips["domain"].to_numpy()[rows])
     final = [c for c in calls if c[0] == "evaluate"]
     assert len(final) == 1 and set(final[0][2].tolist()) == evaluate  # the spy does see evaluate rows
     # The stored predictions agree: trial runs hold no evaluate clip.
-    eval_files = set(ds.meta["filename"].to_numpy()[sorted(evaluate)])
+    eval_files = set(ds.clips["filename"].to_numpy()[sorted(evaluate)])
     for t in load(tmp_path).get_trials():
         with np.load(tmp_path / "runs" / t.user_attrs["run_id"] / "predictions.npz") as z:
             assert not eval_files & set(z["filenames"].tolist())

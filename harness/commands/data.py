@@ -36,11 +36,17 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_info(args: argparse.Namespace) -> int:
-    from harness.data.source import open_dataset
-    from harness.data.tau import describe, summary_text
+def _open(args: argparse.Namespace):
+    from harness.commands.run import open_data
 
-    ds = open_dataset(args.path, progress=not args.no_progress)
+    args.data = args.path
+    return open_data(args)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from harness.data.summary import describe, summary_text
+
+    ds = _open(args)
     print(summary_text(ds))
     print()
     table = describe(ds)
@@ -49,16 +55,21 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    from harness.data.source import open_dataset
     from harness.features.cache import feature_path, load_features
     from harness.features.logmel import FeatureConfig
 
-    ds = open_dataset(args.path, progress=not args.no_progress)
+    ds = _open(args)
     for mels in args.mels:
         cfg = FeatureConfig(n_mels=mels)
         feats = load_features(ds, cfg, progress=not args.no_progress)
         print(f"{mels} mels: {feats.shape} {feats.dtype} at {feature_path(ds, cfg)}")
     return 0
+
+
+def _dataset_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", metavar="NAME", help="read the folder with this dataset plugin instead of detecting the layout")
+    p.add_argument("--subset", help="a subset the dataset plugin defines, e.g. esc10 for esc50")
+    p.add_argument("--data-opt", action="append", metavar="KEY=VALUE", help="dataset plugin option, repeatable")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -83,15 +94,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_synth)
 
-    i = dsub.add_parser("info", help="counts per split × scene × city/device",
-                        description="Load a dataset (validating every file's header) and print its layout and clip counts per split, scene and city (or device).")
-    i.add_argument("path", nargs="?", default="synthetic", help="TAU folder, or 'synthetic' for the embedded default (default)")
+    i = dsub.add_parser("info", help="layout, protocols and counts per fold × class × domain",
+                        description="Load a dataset (validating every file's header), say which layout it has, and print "
+                                    "its audio format, protocols and clip counts per fold, class and domain.")
+    i.add_argument("path", nargs="?", default="synthetic", help="dataset folder or manifest, or 'synthetic' for the embedded default (default)")
+    _dataset_options(i)
     i.add_argument("--no-progress", action="store_true", help="no progress bar")
     i.set_defaults(func=cmd_info)
 
     f = dsub.add_parser("features", help="precompute and cache log-mel features",
                         description="Extract log-mel features (paper settings: 40 ms window, 20 ms hop, both channels) into the on-disk cache.")
-    f.add_argument("path", nargs="?", default="synthetic", help="TAU folder, or 'synthetic' (default)")
+    f.add_argument("path", nargs="?", default="synthetic", help="dataset folder or manifest, or 'synthetic' (default)")
+    _dataset_options(f)
     f.add_argument("--mels", type=mels_list, default=[40], help="comma-separated mel band counts (default: 40)")
     f.add_argument("--no-progress", action="store_true", help="no progress bar")
     f.set_defaults(func=cmd_features)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tabulate import tabulate
@@ -91,9 +91,9 @@ def variant_configs(grid: GridFile, variants: list[Variant]) -> list[tuple[Varia
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
-    from harness.data.source import open_dataset
-    from harness.data.splits import LOCO, loco_specs, make_split
-    from harness.grid import grid_points, pending, run_distributed, run_local, select_variants
+    from harness.commands.run import data_options, open_data
+    from harness.data.splits import LOCO, loco_specs
+    from harness.grid import fold_splits, grid_points, pending, run_distributed, run_local, select_variants
     from harness.results.store import ResultsStore
 
     grid = read_grid(args)
@@ -105,21 +105,21 @@ def cmd_grid(args: argparse.Namespace) -> int:
         raise ConfigError("--table 2 needs no training: run `harness table --table 2`")
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
+    loco = args.split == LOCO
+    if loco and args.folds:
+        raise ConfigError("--split loco and --folds are two fold protocols; give one")
     variants = select_variants(grid.variants, args.variants.split(",") if args.variants else None,
                                extra=not args.no_extra)
     configs = variant_configs(grid, variants)
     for _, cfg in configs:
         cfg.resolved()  # every row's options are checked before any data is read
-    ds = open_dataset(args.data, progress=not args.no_progress)
-    if args.split == LOCO:
-        splits = loco_specs(ds)
-    else:
-        make_split(ds, args.split, args.unseen)  # a bad split is a one-line error before any work
-        splits = [args.split]
-    points = grid_points(configs, args.mels, list(range(args.seeds)), ds.identity, splits)
+    ds = open_data(args)
+    configs = [(v, replace(cfg, split=None if loco else args.split).for_dataset(ds)) for v, cfg in configs]  # a bad split fails here
+    splits = loco_specs(ds) if loco else fold_splits(ds, args.folds)
+    points = grid_points(configs, args.mels, list(range(args.seeds)), splits)
     store = ResultsStore(results_dir(args.results))
     todo = pending(points, store)
-    folds = f" × {len(splits)} held-out domains" if args.split == LOCO else ""
+    folds = f" × {len(splits)} held-out domains" if loco else (f" × {len(splits)} folds" if splits else "")
     print(f"grid: {len(points)} runs ({len(variants)} variants × {len(args.mels)} mel settings × {args.seeds} seeds{folds}), "
           f"{len(points) - len(todo)} already stored, {len(todo)} to run", flush=True)
     if args.dry_run:
@@ -163,6 +163,8 @@ def dump_grid(grid: GridFile) -> str:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from harness.commands.run import add_data_options
+
     p = sub.add_parser(
         "grid", help="run every Table 1 configuration not stored yet",
         description="Train every configuration of the paper's Table 1 (SubSpectralNet, FCNN, FCNN-mixup, FCNN-spec, "
@@ -178,12 +180,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, help="override the preset's epochs")
     p.add_argument("--batch-size", type=int, help="override the preset's batch size")
     p.add_argument("--lr", type=float, help="override the preset's learning rate")
-    p.add_argument("--split", default="fold1",
-                   help="fold1 (the paper's protocol), loco (every domain held out in turn: one run per city or device "
-                        "trained on the others' official training rows and scored on all clips of the held-out one; "
-                        "`harness table --split loco` pools the folds), or one split as in `harness run --split` (default: fold1)")
+    p.add_argument("--split",
+                   help="the dataset's default (fold1 on TAU, the paper's protocol; fold:1 on cross-validation data), loco "
+                        "(every domain held out in turn: one run per city or device trained on the others' official "
+                        "training rows and scored on all clips of the held-out one; `harness table --split loco` pools "
+                        "the folds), or one split as in `harness run --split` (default: the dataset's default)")
     p.add_argument("--unseen", default="official", choices=["official", "all"], help="unseen-city protocol (see harness run --help)")
-    p.add_argument("--data", default="synthetic", help="TAU folder or 'synthetic' (default)")
+    add_data_options(p)
+    p.add_argument("--folds", metavar="all|K,K", help="cross-validation data: run every configuration on these folds "
+                                                    "(--split fold:K each); `harness table` pools them (mean ± std over folds)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N; auto spreads jobs over all GPUs")
     p.add_argument("--precision", default="auto", choices=["fp32", "bf16", "auto"], help="fp32 | bf16 | auto (see harness run --help; default: auto)")
     p.add_argument("--jobs", type=number_type(integer=True, minimum=1), default=1, help="runs at once on this machine (default: 1)")

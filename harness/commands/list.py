@@ -1,4 +1,4 @@
-"""``harness list``: every registered architecture and loss, with its options and defaults."""
+"""``harness list``: every registered dataset, architecture and loss, with its options and defaults."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from harness.data.registry import DATASETS
 from harness.registry import ARCHITECTURES, LOSSES, Registry
 
 
@@ -20,7 +21,7 @@ def plugin_rows(registry: Registry) -> list[list[str]]:
     rows = []
     for name in registry.names():
         plugin = registry.plugins[name]
-        builtin = plugin.module.split(".")[0] == registry.builtin_package
+        builtin = plugin.module.startswith(registry.builtin_package.rsplit(".", 1)[0])
         desc = plugin.description if builtin else f"{plugin.description} [{plugin.module}]".strip()
         rows.append([name, desc, format_options(plugin.options(registry.hidden_args))])
     return rows
@@ -28,18 +29,24 @@ def plugin_rows(registry: Registry) -> list[list[str]]:
 
 def render(kind: str = "all") -> str:
     parts: list[str] = []
-    for what, registry in (("arch", ARCHITECTURES), ("loss", LOSSES)):
+    titles = {"data": "Datasets (--dataset NAME forces one; --data PATH detects the layout; options via --subset / --data-opt KEY=VALUE)",
+              "arch": "Architectures (--arch, options via --arch-opt KEY=VALUE)",
+              "loss": "Losses (--loss; alpha/gamma via --alpha/--gamma)"}
+    for what, registry in (("data", DATASETS), ("arch", ARCHITECTURES), ("loss", LOSSES)):
         if kind not in (what, "all"):
             continue
-        title = "Architectures (--arch, options via --arch-opt KEY=VALUE)" if what == "arch" else "Losses (--loss; alpha/gamma via --alpha/--gamma)"
-        parts.append(title)
-        parts.append(tabulate(plugin_rows(registry), headers=["name", "description", "options (defaults)"]))
+        parts.append(titles[what])
+        rows = plugin_rows(registry)
+        if what == "data":
+            rows = [r + [DATASETS.layouts[r[0]].looks_for if r[0] in DATASETS.layouts else "(use --dataset)"] for r in rows]
+        headers = ["name", "description", "options (defaults)"] + (["detected from"] if what == "data" else [])
+        parts.append(tabulate(rows, headers=headers))
         for prefix, plugin in sorted(registry.prefixes.items()):
             parts.append(f"{prefix}<model>: {plugin.description}; extra --arch-opt options go to timm.create_model"
                          if prefix == "timm/" else f"{prefix}<name>: {plugin.description}")
         parts.append("")
     parts.append("Third-party plugins register through the entry-point groups "
-                 f"{ARCHITECTURES.entry_point_group!r} and {LOSSES.entry_point_group!r}.")
+                 f"{DATASETS.entry_point_group!r}, {ARCHITECTURES.entry_point_group!r} and {LOSSES.entry_point_group!r}.")
     return "\n".join(parts)
 
 
@@ -49,9 +56,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("list", help="list architectures and losses with their options",
-                              description="List every registered architecture and loss with its one-line "
-                                          "description and its options (with defaults).")
-    p.add_argument("--kind", choices=["arch", "loss", "all"], default="all", help="what to list (default: all)")
+    p = subparsers.add_parser("list", help="list datasets, architectures and losses with their options",
+                              description="List every registered dataset, architecture and loss with its one-line "
+                                          "description and its options (with defaults); datasets also say what "
+                                          "their layout is detected from.")
+    p.add_argument("--kind", choices=["data", "arch", "loss", "all"], default="all", help="what to list (default: all)")
     p.set_defaults(func=run)
     return p

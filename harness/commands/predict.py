@@ -13,7 +13,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     run = open_run(results_dir(args.results), args.run)
     path, clips = predict(run, args.data, args.out, progress=not args.no_progress)
-    print(f"wrote {path}: {len(clips.meta)} clips ({clips.source}), {len(run.preprocessing.classes)} classes, run {run.run_id}")
+    print(f"wrote {path}: {len(clips.clips)} clips ({clips.source}), {len(run.preprocessing.classes)} classes, run {run.run_id}")
     return 0
 
 

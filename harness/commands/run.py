@@ -42,12 +42,14 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     t.add_argument("--precision", default="auto", choices=["fp32", "bf16", "auto"],
                    help="fp32, or bf16 autocast (loss and optimiser state stay fp32); auto = bf16 where the device has native bf16 and it was measured faster, else fp32 (`harness env` shows the choice; default: auto)")
     d = p.add_argument_group("data and results")
-    d.add_argument("--data", default="synthetic", help="TAU 2019/2020 development folder, or 'synthetic' for the embedded synthetic dataset (default)")
-    d.add_argument("--split", default="fold1", help="fold1 (official train/evaluate), leave-one-city-out:CITY / leave-one-domain-out:DOMAIN (also remove "
-                   "that domain from training), or loco:DOMAIN (one fold of leave-one-domain-out: train on the other "
-                   "domains, score every clip of DOMAIN; `harness grid --split loco` runs them all) (default: fold1)")
+    add_data_options(d)
+    d.add_argument("--split", help="the dataset's official holdout (fold1 on TAU), fold:K on cross-validation data "
+                                   "(ESC-50, UrbanSound8K), leave-one-domain-out:DOMAIN (leave-one-city-out:CITY), or "
+                                   "loco:DOMAIN (one fold of the leave-one-domain-out protocol, scored on every clip of "
+                                   "the held-out domain) (default: the dataset's default: fold1, or fold:1)")
     d.add_argument("--unseen", default="official", choices=["official", "all"],
-                   help="unseen-city clips: official = those in fold1 evaluate (410 Milan on TAU 2019); all = plus the unused ones (1,440, the paper's protocol)")
+                   help="unseen-domain clips: official = those in the official test split; all = plus the unseen-domain "
+                        "clips in no split (TAU 2019: 410 vs 1,440 clips of the unseen city, the paper's protocol)")
     d.add_argument("--results", help="results folder (default: $HARNESS_RESULTS or ./results)")
     d.add_argument("--no-progress", action="store_true", help="no progress bars (a line per epoch is still printed; the per-batch bar shows only on a terminal anyway)")
     add_experiment_options(p)
@@ -83,12 +85,40 @@ def track_spec(args: argparse.Namespace):
     return spec
 
 
+def add_data_options(d: argparse._ActionsContainer) -> None:
+    """``--data``, ``--dataset``, ``--subset``, ``--data-opt``: which data, read by which plugin."""
+    d.add_argument("--data", default="synthetic",
+                   help="dataset folder as distributed (its layout is detected and named), a manifest .csv, "
+                        "or 'synthetic' for the embedded synthetic dataset (default)")
+    d.add_argument("--dataset", metavar="NAME", help="read --data with this dataset plugin instead of detecting the "
+                                                     "layout (see `harness list --kind data`)")
+    d.add_argument("--subset", help="a subset the dataset plugin defines, e.g. esc10 for esc50")
+    d.add_argument("--data-opt", action="append", metavar="KEY=VALUE",
+                   help="dataset plugin option, repeatable (see `harness list --kind data`)")
+
+
+def data_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The dataset plugin's options from ``--subset`` and ``--data-opt``."""
+    opts: dict[str, Any] = dict(split_pairs(getattr(args, "data_opt", None), "--data-opt"))
+    if getattr(args, "subset", None):
+        opts["subset"] = args.subset
+    return opts
+
+
+def open_data(args: argparse.Namespace):
+    """The dataset the command line names, saying which layout was detected."""
+    from harness.data.registry import open_dataset
+
+    return open_dataset(args.data, dataset=args.dataset, progress=not args.no_progress, announce=True,
+                        **data_options(args))
+
+
 def config_from_args(args: argparse.Namespace, **extra: Any) -> RunConfig:
     return RunConfig(
         arch=args.arch, loss=args.loss, aug=args.aug, alpha=args.alpha, gamma=args.gamma,
         features=args.features, n_mels=feature_preset(args.features).n_mels if args.mels is None else args.mels,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=getattr(args, "seed", 0) or 0,
-        data=args.data, split=args.split, unseen=args.unseen, device=args.device, precision=args.precision, preset=args.preset,
+        data=args.data, dataset=args.dataset, data_options=data_options(args), split=args.split, unseen=args.unseen, device=args.device, precision=args.precision, preset=args.preset,
         score_last=args.score_last, mixup_alpha=args.mixup_alpha, arch_options=split_pairs(args.arch_opt, "--arch-opt"),
         loss_options=split_pairs(args.loss_opt, "--loss-opt"),
         **extra,
@@ -114,13 +144,13 @@ def complexity_rows(s: dict[str, Any], budget: str | None) -> list[list[str]]:
 
 def summary_table(s: dict[str, Any], budget: str | None = None) -> str:
     pct = lambda v: "-" if v is None or v != v else f"{100 * float(v):.2f}"  # noqa: E731
-    k = s.get("score_epochs", 10)
+    k = s.get("score_window", 10)
     rows = [
         ["run", s["run_id"]],
         ["config", f"{s['arch']} · {s['loss']} · aug {s['aug']} · {s['n_mels']} mels · seed {s['seed']}"],
         ["dataset", f"{s['dataset_kind']} ({s['dataset']})"],
-        [f"overall acc % (mean last {k} / final)", f"{pct(s['acc_last10'])} / {pct(s['acc_final'])}"],
-        [f"unseen acc % [{s['unseen_domains']}] (mean last {k} / final)", f"{pct(s['unseen_last10'])} / {pct(s['unseen_final'])}"],
+        [f"overall acc % (mean last {k} / final)", f"{pct(s['acc_score'])} / {pct(s['acc_final'])}"],
+        [f"unseen acc % [{s['unseen_domains']}] (mean last {k} / final)", f"{pct(s['unseen_score'])} / {pct(s['unseen_final'])}"],
         ["parameters", f"{int(s['params']):,}"],
         *complexity_rows(s, budget),
         ["wall time", f"{float(s['wall_s']):.1f} s"],

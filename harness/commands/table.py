@@ -59,8 +59,8 @@ def add_selection_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS),
                    help="use runs of this training preset (default: the one with most complete runs, named in the output)")
     p.add_argument("--unseen", choices=["official", "all"],
-                   help="use runs scored with this unseen-city protocol: official = Milan clips of fold1 evaluate (410 on TAU 2019), "
-                        "all = every Milan clip (1,440, the paper's) (default: the one with most runs)")
+                   help="use runs scored with this unseen-domain protocol: official = unseen-domain clips of the official "
+                        "test split, all = plus those in no split (the paper's, on TAU 2019) (default: the one with most runs)")
     p.add_argument("--stats", action=argparse.BooleanOptionalAction, default=True,
                    help="add the significance table: paired McNemar tests and bootstrap intervals against each variant's baseline row (default: on)")
 
@@ -81,7 +81,7 @@ def cmd_table(args: argparse.Namespace) -> int:
         from harness.results.store import ResultsStore
 
         n = ResultsStore(results).reindex()
-        print(f"rebuilt {results / 'index.csv'} from {n} run summaries", file=sys.stderr)
+        print(f"rebuilt {results / 'index.csv'} from {n} run summaries (older run folders migrated)", file=sys.stderr)
     if args.split == "loco" and args.table in ("1", "all"):
         from harness.report.loco import build_loco, dataset_domains
         from harness.report.tables import select_runs
@@ -96,7 +96,7 @@ def cmd_table(args: argparse.Namespace) -> int:
     elif args.table in ("1", "all"):
         t1 = build_table1(load_index(results), dataset=args.dataset, preset=args.preset, unseen=args.unseen,
                           mels=args.mels, seeds=args.seeds, include_extra=not args.no_extra, paper=paper, results=results,
-                          split=args.split)
+                          split=args.split, metric=args.metric)
         if not len(t1.runs):
             print(f"harness: no complete runs in {results / 'index.csv'} match; Table 1 lists the commands that fill it",
                   file=sys.stderr)
@@ -119,7 +119,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from harness.data.source import open_dataset
+    from harness.data.registry import open_dataset
     from harness.report.plan import build_plan
     from harness.report.tables import render
 
@@ -150,10 +150,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="leave out the harness's extra rows (DCASE baseline, FCNN-triplet-random)")
     p.add_argument("--resamples", type=positive_int, default=2000, help="bootstrap resamples for the confidence intervals (default: 2000)")
     p.add_argument("--frames", type=positive_int, default=500, help="input frames for Table 2's MACs (default: 500 = 10 s at 20 ms hop)")
-    p.add_argument("--split", default="fold1",
+    p.add_argument("--split",
                    help="fold1 (Table 1, the paper's protocol), loco (pool the folds of `harness grid --split loco`: "
                         "unseen-domain accuracy over every held-out clip, per domain, paired tests against the baseline "
-                        "row), or one split of `harness run --split` (default: fold1)")
+                        "row), or one split of `harness run --split` (default: the cross-validation folds pooled when "
+                        "the runs have fold:K splits, else fold1)")
     p.add_argument("--plan", action="store_true",
                    help="train nothing, read no results: print the minimum detectable effect a grid on --dataset "
                         "(default: synthetic) with --split and --plan-seeds will have")
@@ -163,5 +164,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "30 M MACs per second) or a JSON file with param_bytes and macs_per_second (default: dcase2024)")
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32",
                    help="precision the parameter memory is counted at (default: fp32)")
-    p.add_argument("--reindex", action="store_true", help="first rebuild index.csv from the runs' summary.json files")
+    p.add_argument("--metric", default="acc", choices=["acc", "macro_acc", "log_loss"],
+                   help="what Table 1's cells hold: accuracy, class-averaged accuracy or log loss, each the run's mean over "
+                        "its scoring window, overall and on unseen domains (default: acc; the paper reports acc)")
+    p.add_argument("--reindex", action="store_true",
+                   help="first rebuild index.csv from the runs' summary.json files, migrating run folders written by "
+                        "earlier versions (acc_last10 → acc_score with its scoring window, per-epoch column names)")
     p.set_defaults(func=cmd_table)

@@ -38,7 +38,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def search(args: argparse.Namespace, track) -> int:
-    from harness.data.source import open_dataset
+    from harness.commands.run import open_data
     from harness.features.cache import load_features
     from harness.registry import LOSSES
     from harness.tune import SearchSpace, TuneSpec, final_run, optimize, parse_range
@@ -66,8 +66,8 @@ def search(args: argparse.Namespace, track) -> int:
                     study_name=args.study or "", trials=args.trials, storage=args.storage, timeout=args.timeout,
                     sampler_seed=args.sampler_seed, pruner=args.pruner, warmup=args.warmup_epochs, n_jobs=n_jobs,
                     threads=max(1, (os.cpu_count() or 1) // n_jobs))  # options checked before any data is read
-    ds = open_dataset(cfg.data, progress=not args.no_progress)
-    cfg = replace(cfg, dataset_identity=ds.identity)
+    ds = open_data(args)
+    cfg = cfg.for_dataset(ds)
     spec = replace(spec, base=cfg, study_name=args.study or default_study_name(cfg, args.objective))
     load_features(ds, cfg.feature_config(), progress=not args.no_progress)  # once, before workers
     ranges = ", ".join(f"{PARAM_LABELS[k]} {lo:g}..{hi:g}" for k, (lo, hi) in space.to_dict().items())
@@ -112,8 +112,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         p._option_string_actions[flag].help = text  # argparse has no public way to re-word a shared option
     s = p.add_argument_group("search")
     s.add_argument("--trials", type=number_type(integer=True, minimum=1), default=50, help="finished (complete + pruned) trials the study should hold; a re-run continues up to this many (default: 50)")
-    s.add_argument("--objective", default="overall", choices=["overall", "unseen"],
-                   help="maximise overall validation accuracy, or unseen-city accuracy with one training city held out of the tuning train split (default: overall)")
+    s.add_argument("--objective", default="overall", choices=["overall", "unseen", "macro", "unseen-macro"],
+                   help="maximise validation accuracy (overall), its class average (macro), or the (macro) accuracy on one "
+                        "training domain held out of the tuning train split (unseen, unseen-macro) (default: overall)")
     s.add_argument("--alpha-range", default="0.01,2", metavar="LO,HI", help="log-uniform range of α (default: 0.01,2); --alpha X fixes α instead")
     s.add_argument("--gamma-range", default="0.1,100", metavar="LO,HI", help="log-uniform range of γ (default: 0.1,100); --gamma X fixes γ instead")
     s.add_argument("--tune-lr", action="store_true", help="also tune the learning rate (log-uniform, default range 1e-4,1e-2)")

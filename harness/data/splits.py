@@ -1,7 +1,13 @@
-"""Train / evaluate splits, always by recording location (``TauDataset.meta.location``).
+"""Train / evaluate splits of any :class:`~harness.data.dataset.Dataset`, always by group.
 
-Clips of one location sound alike; a location on both sides of a split inflates accuracy,
-so every function here guarantees that no location is on both sides.
+Clips of one group (a TAU recording location, an ESC-50 or UrbanSound8K source recording) sound
+alike; a group on both sides of a split inflates accuracy, so every function here guarantees
+that no group is on both sides. Split specs:
+
+- the dataset's official holdout (``fold1`` for TAU): fold ``train`` against fold ``evaluate``;
+- ``fold:K`` on cross-validation data: test on fold K, train on the other folds;
+- ``leave-one-domain-out:D`` (``leave-one-city-out:D`` where domains are cities): domain D leaves
+  training and its clips at groups training never sees become unseen test clips.
 """
 
 from __future__ import annotations
@@ -11,11 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness.data.tau import TauDataset
+from harness.data.dataset import Dataset
 from harness.errors import ConfigError
 
 UNSEEN_PROTOCOLS = ("official", "all")
-SPEC_HELP = "fold1, leave-one-city-out:<city>, leave-one-domain-out:<domain> or loco:<domain>"
+SPEC_HELP = ("the official holdout (fold1 on TAU), fold:K on cross-validation data, leave-one-domain-out:<domain> "
+             "or loco:<domain>")
 LOCO = "loco"  # ``--split loco`` in ``harness grid``: one ``loco:<domain>`` run per domain
 
 
@@ -33,7 +40,7 @@ def _frozen(idx: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class Split:
-    """Row indices into ``ds.meta``.
+    """Row indices into ``ds.clips``.
 
     Overall accuracy is scored on ``official_evaluate``, unseen-domain accuracy on ``unseen``.
     """
@@ -55,85 +62,104 @@ class Split:
         )
 
 
-def _parse_spec(ds: TauDataset, spec: str) -> str | None:
-    """The held-out domain of a spec, ``None`` for fold1."""
+def _parse_spec(ds: Dataset, spec: str) -> tuple[str, str | None]:
+    """``(kind, value)``: ``("holdout", None)``, ``("fold", K)`` or ``("domain", D)``."""
     spec = spec.strip()
-    if spec == "fold1":
-        return None
+    valid = ", ".join(ds.protocols.split_names(ds.domain_kind))
+    if ds.protocols.holdout and spec == ds.protocols.holdout:
+        return "holdout", None
     kind, sep, value = spec.partition(":")
-    if kind not in ("leave-one-city-out", "leave-one-domain-out", LOCO) or not sep:
-        raise ConfigError(f"unknown split {spec!r}; valid: {SPEC_HELP}")
-    if kind == "leave-one-city-out" and ds.domain_kind != "city":
-        raise ConfigError(
-            f"split {spec!r}: domains of {ds.layout} are devices, use leave-one-domain-out:<device>"
-        )
-    valid = sorted(ds.meta["domain"].unique())
-    value = value.strip().lower()
-    if value not in valid:
-        raise ConfigError(f"split {spec!r}: unknown {ds.domain_kind} {value!r}; valid: {', '.join(valid)}")
-    return value
+    value = value.strip()
+    if kind == "fold" and sep:
+        if not ds.protocols.folds:
+            raise ConfigError(f"split {spec!r}: {ds.name} has no cross-validation folds; valid: {valid}")
+        if value not in ds.protocols.folds:
+            raise ConfigError(f"split {spec!r}: unknown fold {value!r}; {ds.name} has folds {', '.join(ds.protocols.folds)}")
+        return "fold", value
+    if kind in ("leave-one-city-out", "leave-one-domain-out", LOCO) and sep:
+        if not ds.has_domains:
+            raise ConfigError(f"split {spec!r}: {ds.name} declares no domain column; valid: {valid}")
+        if kind == "leave-one-city-out" and ds.domain_kind != "city":
+            raise ConfigError(f"split {spec!r}: domains of {ds.name} are {ds.domain_kind}s, use leave-one-domain-out:<{ds.domain_kind}>")
+        domains = sorted(ds.clips["domain"].unique())
+        match = value if value in domains else value.lower()
+        if match not in domains:
+            shown = ", ".join(domains[:20]) + (f", … ({len(domains)} in all)" if len(domains) > 20 else "")
+            raise ConfigError(f"split {spec!r}: unknown {ds.domain_kind} {value!r}; valid: {shown}")
+        return ("loco" if kind == LOCO else "domain"), match
+    raise ConfigError(f"unknown split {spec!r} for {ds.name}; valid: {valid}")
 
 
-def domains(ds: TauDataset) -> list[str]:
+def domains(ds: Dataset) -> list[str]:
     """Every domain of the dataset, sorted: the folds of ``--split loco``."""
-    return sorted(str(d) for d in ds.meta["domain"].unique())
+    return sorted(str(d) for d in ds.clips["domain"].unique())
 
 
-def loco_specs(ds: TauDataset) -> list[str]:
+def loco_specs(ds: Dataset) -> list[str]:
     return [f"{LOCO}:{d}" for d in domains(ds)]
 
 
-def _loco(ds: TauDataset, held: str) -> Split:
-    """One fold of leave-one-domain-out: train on the other domains' official training rows, test on
-    every clip of ``held`` at a location training never sees (all of them when locations belong to
-    one domain, as cities do), whatever its fold. Only ``held`` is unseen here, so pooling the folds
-    scores each clip once; the official evaluate rows are scored too, for the overall accuracy.
+def _loco(ds: Dataset, held: str) -> Split:
+    """One fold of leave-one-domain-out: train on the other domains' official training rows (every
+    fold's rows on cross-validation data), test on every clip of ``held`` at a group training never
+    sees, whatever its fold. Only ``held`` is unseen here, so pooling the folds scores each clip
+    once; the official evaluate rows (holdout data) are scored too, for the overall accuracy.
     """
-    meta = ds.meta
-    fold, domain, location = (meta[c].to_numpy() for c in ("fold", "domain", "location"))
-    train = (fold == "train") & (domain != held)
-    fresh = ~np.isin(location, list(set(location[train])))
+    clips = ds.clips
+    fold, domain, group = (clips[c].to_numpy().astype(str) for c in ("fold", "domain", "group"))
+    train = ((fold == "train") if ds.protocols.holdout else np.ones(len(fold), bool)) & (domain != held)
+    fresh = ~np.isin(group, list(set(group[train])))
     held_rows = (domain == held) & fresh
-    official = fold == "evaluate"
+    official = (fold == "evaluate") if ds.protocols.holdout else held_rows
     return Split(name=f"{LOCO}:{held}", train=_index(train), evaluate=_index(official | held_rows),
                  official_evaluate=_index(official), unseen=_index(held_rows), unseen_domains=(held,),
                  unseen_protocol="all")
 
 
-def make_split(ds: TauDataset, spec: str = "fold1", unseen: str = "official") -> Split:
-    """Build a split from the official fold1 files.
+def make_split(ds: Dataset, spec: str | None = None, unseen: str = "official") -> Split:
+    """Build a split (default: the dataset's default protocol).
 
     ``loco:<d>`` is one fold of the leave-one-domain-out protocol (see :func:`_loco`; its unseen
-    protocol is always ``all``). ``leave-one-*-out:<d>`` removes domain ``d`` from training and adds to evaluate every row of
-    ``d`` whose location is not used in training (all of them for a 2019 city; for a 2020 device
-    its rows at training locations are dropped from both sides). ``unseen="all"`` adds the unused
-    rows of unseen domains (again only at locations not used in training) to ``evaluate`` and
-    ``unseen``; ``official_evaluate`` never changes.
+    protocol is always ``all``).
+    On holdout data, ``leave-one-*-out:<d>`` removes domain ``d`` from training and adds to
+    evaluate every row of ``d`` whose group is not used in training; on cross-validation data it
+    trains on every other domain and tests on ``d``'s clips at unseen groups. ``unseen="all"``
+    adds the ``unused`` rows of unseen domains (at groups training never sees) to ``evaluate``
+    and ``unseen``; ``official_evaluate`` never changes.
     """
     if unseen not in UNSEEN_PROTOCOLS:
         raise ConfigError(f"unseen protocol {unseen!r} is not one of {', '.join(UNSEEN_PROTOCOLS)}")
-    held = _parse_spec(ds, spec)
-    if spec.strip().startswith(f"{LOCO}:"):
-        return _loco(ds, held)
-    meta = ds.meta
-    fold = meta["fold"].to_numpy()
-    domain = meta["domain"].to_numpy()
-    location = meta["location"].to_numpy()
+    spec = spec or ds.protocols.default_split
+    kind, value = _parse_spec(ds, spec)
+    if kind == "loco":
+        return _loco(ds, value)
+    clips = ds.clips
+    fold = clips["fold"].to_numpy().astype(str)
+    domain = clips["domain"].to_numpy().astype(str)
+    group = clips["group"].to_numpy()
 
-    train = fold == "train"
-    official = fold == "evaluate"
-    if held is not None:
-        train &= domain != held
-    train_locations = set(location[train])
-    fresh = ~np.isin(location, list(train_locations))  # rows at locations training never sees
+    if kind == "fold":
+        train, official = fold != value, fold == value
+    elif ds.protocols.holdout:
+        train, official = fold == "train", fold == "evaluate"
+    else:  # leave-one-domain-out on cross-validation data: every fold takes part
+        train, official = np.ones(len(fold), bool), np.zeros(len(fold), bool)
+    if kind == "domain":
+        train &= domain != value
+    fresh = ~np.isin(group, list(set(group[train])))  # rows at groups training never sees
+    if kind == "domain" and not ds.protocols.holdout:
+        official = (domain == value) & fresh
     evaluate = official.copy()
-    if held is not None:
-        evaluate |= (domain == held) & fresh
-    unseen_domains = tuple(sorted(set(domain[evaluate]) - set(domain[train])))
+    if kind == "domain":
+        evaluate |= (domain == value) & fresh
+    if ds.has_domains:
+        unseen_domains = tuple(sorted(set(domain[evaluate]) - set(domain[train])))
+    else:
+        unseen_domains = ()
     is_unseen = np.isin(domain, list(unseen_domains))
     if unseen == "all":
         evaluate |= (fold == "unused") & is_unseen & fresh
-    name = "fold1" if held is None else f"{spec.partition(':')[0]}:{held}"
+    name = {"holdout": spec.strip(), "fold": f"fold:{value}"}.get(kind, f"{spec.partition(':')[0]}:{value}")
     return Split(
         name=name,
         train=_index(train),
@@ -157,8 +183,8 @@ class InnerSplit:
         return iter((self.train, self.val))
 
 
-def _pick_domain(meta: pd.DataFrame, rows: np.ndarray, hold_out_domain: str, seed: int) -> str:
-    counts = meta["domain"].iloc[rows].value_counts().sort_index()
+def _pick_domain(clips: pd.DataFrame, rows: np.ndarray, hold_out_domain: str, seed: int) -> str:
+    counts = clips["domain"].iloc[rows].value_counts().sort_index()
     if len(counts) < 2:
         raise ConfigError(f"cannot hold out a domain for validation: training has only {', '.join(counts.index)}")
     if hold_out_domain != "auto":
@@ -172,20 +198,20 @@ def _pick_domain(meta: pd.DataFrame, rows: np.ndarray, hold_out_domain: str, see
     return str(small[np.random.default_rng(seed).integers(len(small))])
 
 
-def _choose_locations(table: pd.DataFrame, fraction: float, rng: np.random.Generator) -> set[str]:
-    """Whole locations for validation, about ``fraction`` of the rows of every scene.
+def _choose_groups(table: pd.DataFrame, fraction: float, rng: np.random.Generator) -> set[str]:
+    """Whole groups for validation, about ``fraction`` of the rows of every class.
 
-    Each scene keeps at least one location on each side when it has two or more.
+    Each class keeps at least one group on each side when it has two or more.
     """
     chosen: set[str] = set()
-    for _scene, group in table.groupby("scene", sort=True):
-        sizes = group.groupby("location").size().sort_index()
+    for _class, rows in table.groupby("class", sort=True):
+        sizes = rows.groupby("group").size().sort_index()
         target = fraction * int(sizes.sum())
         taken, picked = 0, 0
         for pos in rng.permutation(len(sizes)):
             size = int(sizes.iloc[pos])
             if picked + 1 >= len(sizes):
-                break  # leave at least one location of the scene in training
+                break  # leave at least one group of the class in training
             if picked and abs(taken + size - target) >= abs(taken - target):
                 break
             chosen.add(sizes.index[pos])
@@ -196,16 +222,16 @@ def _choose_locations(table: pd.DataFrame, fraction: float, rng: np.random.Gener
 
 
 def inner_validation(
-    ds: TauDataset,
+    ds: Dataset,
     train_idx: np.ndarray,
     fraction: float = 0.2,
     seed: int = 0,
     hold_out_domain: str | None = None,
 ) -> InnerSplit:
-    """Split training rows into train and validation by whole locations, stratified by scene.
+    """Split training rows into train and validation by whole groups, stratified by class.
 
     With ``hold_out_domain`` (a domain or ``"auto"``) that domain leaves training entirely and its
-    rows at locations not left in training go to validation too, so validation has an unseen domain.
+    rows at groups not left in training go to validation too, so validation has an unseen domain.
     Deterministic in ``seed`` and independent of the order of ``train_idx``.
     """
     if not 0.0 <= fraction < 1.0:
@@ -213,26 +239,26 @@ def inner_validation(
     rows = np.unique(np.asarray(train_idx, dtype=np.int64))
     if len(rows) == 0:
         raise ConfigError("cannot carve validation from an empty training split")
-    meta = ds.meta
-    held = None if hold_out_domain is None else _pick_domain(meta, rows, hold_out_domain, seed)
-    sub = meta.iloc[rows][["scene", "location", "domain"]].reset_index(drop=True)
+    clips = ds.clips
+    held = None if hold_out_domain is None else _pick_domain(clips, rows, hold_out_domain, seed)
+    sub = clips.iloc[rows][["class", "group", "domain"]].reset_index(drop=True)
     is_held = (sub["domain"] == held).to_numpy()
-    # Locations recorded only in the held-out domain go to validation whole.
-    held_only = set(sub["location"]) - set(sub.loc[~is_held, "location"])
-    others = sub[~sub["location"].isin(held_only)]
+    # Groups recorded only in the held-out domain go to validation whole.
+    held_only = set(sub["group"]) - set(sub.loc[~is_held, "group"])
+    others = sub[~sub["group"].isin(held_only)]
     rng = np.random.default_rng(seed)
-    val_locations = _choose_locations(others, fraction, rng) if fraction > 0 else set()
-    at_val = sub["location"].isin(val_locations | held_only).to_numpy()
+    val_groups = _choose_groups(others, fraction, rng) if fraction > 0 else set()
+    at_val = sub["group"].isin(val_groups | held_only).to_numpy()
     val = rows[at_val]
     train = rows[~at_val & ~is_held]
     if len(val) == 0:
-        raise ConfigError(f"validation is empty: fraction {fraction} of {len(rows)} rows gives no whole location")
+        raise ConfigError(f"validation is empty: fraction {fraction} of {len(rows)} rows gives no whole group")
     if len(train) == 0:
         raise ConfigError("no training rows are left after carving validation")
     return InnerSplit(train=_frozen(train), val=_frozen(val), held_out_domain=held)
 
 
-def locations_overlap(ds: TauDataset, a: np.ndarray, b: np.ndarray) -> set[str]:
-    """Locations present in both row sets (empty for every split made here)."""
-    loc = ds.meta["location"].to_numpy()
+def groups_overlap(ds: Dataset, a: np.ndarray, b: np.ndarray) -> set[str]:
+    """Groups present in both row sets (empty for every split made here)."""
+    loc = ds.clips["group"].to_numpy()
     return set(loc[np.asarray(a, dtype=np.int64)]) & set(loc[np.asarray(b, dtype=np.int64)])

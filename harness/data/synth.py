@@ -740,6 +740,15 @@ def _write_metadata(cfg: SynthConfig, root: Path, clips: list[ClipSpec]) -> None
     _tsv(setup / "fold1_evaluate.csv", ["filename", "scene_label"], [list(r) for r in evaluate])
     _tsv(setup / "fold1_test.csv", ["filename"], [[f] for f, _ in evaluate])
     (root / "README.md").write_text(_readme(cfg, clips), encoding="utf-8")
+    write_marker(cfg, root)
+
+
+def write_marker(cfg: SynthConfig, root: Path) -> None:
+    """``synthetic.json``: marks the folder as generated (the ``synthetic`` dataset plugin detects it)."""
+    from harness.atomic import write_json
+    from harness.data.tau import SYNTHETIC_MARKER
+
+    write_json(root / SYNTHETIC_MARKER, {"generator_version": GENERATOR_VERSION, "config": cfg.to_dict()})
 
 
 def _workers(requested: int | None) -> int:
@@ -883,6 +892,10 @@ def default_dataset(progress: bool = True, cfg: SynthConfig | None = None) -> Pa
     """
     root = default_root(cfg)
     if (root / "meta.csv").is_file():
+        from harness.data.tau import SYNTHETIC_MARKER
+
+        if not (root / SYNTHETIC_MARKER).is_file():  # generated before the marker existed
+            write_marker(cfg or default_config(), root)
         return root
     with _lock(root.parent / ".lock"):
         if (root / "meta.csv").is_file():

@@ -1,22 +1,21 @@
-"""TAU Urban Acoustic Scenes 2019 / 2020 Mobile development sets, read as distributed.
+"""Dataset plugins ``tau2019``, ``tau2020-mobile`` and ``synthetic``: TAU Urban Acoustic Scenes
+development sets read as distributed (and the synthetic copy of the 2019 layout).
 
 Everything the rest of the harness trusts about the data is checked here once, so a
 bad download fails at load time with a one-line :class:`DataError` naming the file,
-not hours into training.
+not hours into training. TAU's scene and city names are known here and nowhere else.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-from collections import Counter
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from harness.data.audio import read_wav, wav_info
+from harness.data.audio import uniform_format
+from harness.data.dataset import AudioSpec, Dataset, Protocols, clip_table, fingerprint, scan_files
+from harness.data.registry import register_dataset
 from harness.errors import DataError
 
 SCENES: tuple[str, ...] = (
@@ -44,7 +43,8 @@ CITIES_2019: tuple[str, ...] = (
     "vienna",
 )
 DEVICES_2020: tuple[str, ...] = ("a", "b", "c", "s1", "s2", "s3", "s4", "s5", "s6")
-FOLDS: tuple[str, ...] = ("train", "evaluate", "unused")
+#: Real recording devices of TAU 2020 Mobile; s1-s6 are simulated from device a's recordings.
+REAL_DEVICES = ("a", "b", "c")
 
 META_HEADER = ("filename", "scene_label", "identifier", "source_label")
 FOLD_HEADER = ("filename", "scene_label")
@@ -53,40 +53,10 @@ FOLD_FILES = {"train": "evaluation_setup/fold1_train.csv", "evaluate": "evaluati
 TEST_FILE = "evaluation_setup/fold1_test.csv"
 ZENODO_2019 = "https://zenodo.org/record/2589280"
 _SCENE_INDEX = {s: i for i, s in enumerate(SCENES)}
-_SYNTHETIC = re.compile(r"\bsynthetic\b", re.IGNORECASE)
-
-
-@dataclass(frozen=True, eq=False)
-class TauDataset:
-    """A validated TAU development folder; ``meta`` has one row per ``meta.csv`` row, in file order."""
-
-    root: Path
-    layout: str  # "tau2019" | "tau2020"
-    meta: pd.DataFrame
-    sample_rate: int
-    channels: int
-    clip_samples: int
-    is_synthetic: bool
-    #: What results are keyed by: the metadata files' contents and every audio file's name and size.
-    #: A copy of the dataset on another machine (or the synthetic default regenerated from the same
-    #: settings) has the same identity, so run ids, the grid and the tables agree across machines.
-    identity: str
-    #: ``identity`` plus every audio file's modification time: the feature cache's key, so features
-    #: are recomputed when a file is rewritten in place.
-    stamp: str = ""
-
-    def path(self, filename: str) -> Path:
-        """Absolute path of a ``meta.csv`` filename such as ``audio/bus-lyon-1001-40001-a.wav``."""
-        return self.root / filename
-
-    @property
-    def domain_kind(self) -> str:
-        """What a domain is in this layout: ``city`` (2019) or ``device`` (2020)."""
-        return "device" if self.layout == "tau2020" else "city"
-
-    @property
-    def seconds(self) -> float:
-        return self.clip_samples / self.sample_rate
+#: Written by ``harness.data.synth`` beside ``meta.csv``: marks a generated dataset (with its config).
+SYNTHETIC_MARKER = "synthetic.json"
+#: ``audio/<scene>-<city>-<location>-<segment>-<device>.wav`` (2019, 2020); 2022 adds a sub-segment.
+_FILENAME = re.compile(r"^audio/[a-z_]+-[a-z]+-\d+-\d+-[a-z0-9]+\.wav$")
 
 
 # --------------------------------------------------------------------------- CSV parsing
@@ -124,8 +94,7 @@ def _read_table(path: Path, header: tuple[str, ...]) -> list[tuple[int, list[str
 
 
 def _check_filename(filename: str, number: int, path: Path) -> None:
-    pure = PurePosixPath(filename)
-    if pure.is_absolute() or ".." in pure.parts:
+    if filename.startswith("/") or ".." in filename.split("/"):
         raise DataError(f"line {number}: filename {filename!r} must be relative to the dataset folder", path)
 
 
@@ -161,7 +130,7 @@ def _read_meta(meta_path: Path) -> pd.DataFrame:
     if not rows:
         raise DataError("no rows", meta_path)
     _no_duplicates(rows, meta_path)
-    columns: dict[str, list] = {k: [] for k in ("filename", "scene", "label", "identifier", "source", "city")}
+    columns: dict[str, list] = {k: [] for k in ("filename", "scene", "identifier", "source", "city")}
     for number, (filename, scene, identifier, source) in rows:
         _check_filename(filename, number, meta_path)
         if scene not in _SCENE_INDEX:
@@ -173,19 +142,15 @@ def _read_meta(meta_path: Path) -> pd.DataFrame:
             raise DataError(f"line {number}: identifier {identifier!r} is not <city>-<location id>", meta_path)
         columns["filename"].append(filename)
         columns["scene"].append(scene)
-        columns["label"].append(_SCENE_INDEX[scene])
         columns["identifier"].append(identifier)
         columns["source"].append(source)
         columns["city"].append(city)
-    meta = pd.DataFrame(columns)
-    meta["label"] = meta["label"].astype(np.int64)
-    meta["location"] = meta["identifier"]
-    return meta
+    return pd.DataFrame(columns)
 
 
 def _read_folds(root: Path, meta: pd.DataFrame) -> list[str]:
     """The fold of every meta row; checks fold files against meta.csv."""
-    scene_of = dict(zip(meta["filename"], meta["scene"]))
+    scene_of = dict(zip(meta["filename"].tolist(), meta["scene"].tolist()))
     fold_of: dict[str, str] = {}
     for fold, rel in FOLD_FILES.items():
         path = root / rel
@@ -210,13 +175,13 @@ def _read_folds(root: Path, meta: pd.DataFrame) -> list[str]:
         absent = [f for _, (f,) in rows if f not in scene_of]
         if absent:
             raise DataError(f"names {len(absent)} file(s) absent from meta.csv, first: {absent[0]}", test)
-    return [fold_of.get(f, "unused") for f in meta["filename"]]
+    return [fold_of.get(f, "unused") for f in meta["filename"].tolist()]
 
 
 def _check_location_leak(root: Path, meta: pd.DataFrame) -> None:
     """Official folds must not share a recording location (otherwise fold1 scores are inflated)."""
-    train = set(meta.loc[meta["fold"] == "train", "location"])
-    shared = sorted(train.intersection(meta.loc[meta["fold"] == "evaluate", "location"]))
+    train = set(meta.loc[meta["fold"] == "train", "group"].tolist())
+    shared = sorted(train.intersection(meta.loc[meta["fold"] == "evaluate", "group"].tolist()))
     if shared:
         raise DataError(
             f"shares {len(shared)} location(s) with {FOLD_FILES['train']}, first: {shared[0]}",
@@ -224,141 +189,106 @@ def _check_location_leak(root: Path, meta: pd.DataFrame) -> None:
         )
 
 
-def _stat_audio(root: Path, filenames: list[str]) -> list[tuple[str, int, int]]:
-    out = []
-    for filename in filenames:
-        path = root / filename
-        try:
-            st = path.stat()
-        except OSError:
-            raise DataError("audio file listed in meta.csv is missing", path) from None
-        if not path.is_file():
-            raise DataError("audio path listed in meta.csv is not a file", path)
-        out.append((filename, st.st_size, st.st_mtime_ns))
-    return out
+def _domains_note(meta: pd.DataFrame, kind: str) -> str:
+    """What ``--unseen all`` adds here, from the data: the unused rows of the unseen domains."""
+    train = set(meta.loc[meta["fold"] == "train", "domain"].tolist())
+    unseen = sorted(set(meta.loc[meta["fold"] == "evaluate", "domain"].tolist()) - train)
+    if not unseen:
+        return f"no {kind} of evaluate is unseen in train"
+    n_eval = int((meta["domain"].isin(unseen) & (meta["fold"] == "evaluate")).sum())
+    n_unused = int((meta["domain"].isin(unseen) & (meta["fold"] == "unused")).sum())
+    return (f"unseen {kind} {', '.join(unseen)}: official = its {n_eval} clips of fold1 evaluate; "
+            f"all = plus its {n_unused} clips in no fold file ({n_eval + n_unused} in all)")
 
 
-def _audio_format(root: Path, filenames: list[str], check_audio: bool) -> tuple[int, int, int]:
-    """``(sample_rate, channels, clip_samples)``; with ``check_audio`` every header must agree.
-
-    The expected format is the most common one, so the error names the odd file rather than
-    whichever file happens to be listed first.
-    """
-    if not check_audio:
-        return wav_info(root / filenames[0])
-    infos = [wav_info(root / f) for f in filenames]
-    rate, channels = Counter((r, c) for r, c, _ in infos).most_common(1)[0][0]
-    clip = Counter(n for _, _, n in infos).most_common(1)[0][0]
-    for filename, (r, c, n) in zip(filenames, infos):
-        path = root / filename
-        if r != rate:
-            raise DataError(f"sample rate is {r} Hz, the other files have {rate} Hz", path)
-        if c != channels:
-            raise DataError(f"has {c} channel(s), the other files have {channels}", path)
-        if n < clip:
-            raise DataError(f"truncated: {n} samples per channel, the other files have {clip}", path)
-    if clip <= 0:
-        raise DataError("audio files are empty (0 samples)", root / filenames[0])
-    return rate, channels, clip
-
-
-def _identity(root: Path, stats: list[tuple[str, int, int]], *, mtimes: bool) -> str:
-    """The metadata contents plus the audio files' names and sizes (and, with ``mtimes``, their
-    modification times): stat only, so it costs no audio reads."""
-    h = hashlib.sha256()
-    for rel in ("meta.csv", *FOLD_FILES.values()):
-        h.update(rel.encode() + b"\0" + hashlib.sha256((root / rel).read_bytes()).digest())
-    for filename, size, mtime in sorted(stats):
-        h.update((f"{filename}\t{size}\t{mtime}\n" if mtimes else f"{filename}\t{size}\n").encode())
-    return h.hexdigest()
-
-
-def _is_synthetic(root: Path, lines: int = 10) -> bool:
-    readme = root / "README.md"
-    try:
-        head = readme.read_text(encoding="utf-8", errors="replace").splitlines()[:lines]
-    except OSError:
-        return False
-    return any(_SYNTHETIC.search(line) for line in head)
-
-
-def load_dataset(root: str | Path, *, check_audio: bool = True) -> TauDataset:
+def load_dataset(root: str | Path, *, check_audio: bool = True, name: str | None = None) -> Dataset:
     """Read and validate a TAU 2019 development or 2020 Mobile development folder.
 
     Every listed audio file is stat-ed (missing files fail here); with ``check_audio`` every WAV
-    header is also read (rate, channels, length), which takes about a second for 14,400 files.
+    header is also read (rate, channels, length). ``name`` is the plugin reading it (default:
+    ``tau2019`` or ``tau2020-mobile`` from ``meta.csv``'s devices).
     """
     root = Path(root).expanduser().resolve()
     meta_path = _check_root(root)
     meta = _read_meta(meta_path)
-    layout = "tau2020" if set(meta["source"]) - {"a"} else "tau2019"
-    meta["domain"] = meta["source"] if layout == "tau2020" else meta["city"]
-    meta["fold"] = _read_folds(root, meta)
-    _check_location_leak(root, meta)
-    filenames = meta["filename"].tolist()
-    stats = _stat_audio(root, filenames)
-    rate, channels, clip = _audio_format(root, filenames, check_audio)
-    return TauDataset(
-        root=root,
-        layout=layout,
-        meta=meta,
-        sample_rate=int(rate),
-        channels=int(channels),
-        clip_samples=int(clip),
-        is_synthetic=_is_synthetic(root),
-        identity=_identity(root, stats, mtimes=False),
-        stamp=_identity(root, stats, mtimes=True),
+    is2020 = bool(set(meta["source"].tolist()) - {"a"})
+    name = name or ("tau2020-mobile" if is2020 else "tau2019")
+    kind = "device" if is2020 else "city"
+    domain = meta["source"] if is2020 else meta["city"]
+    fold = _read_folds(root, meta)
+    present = set(meta["scene"].tolist())
+    scenes = [s for s in SCENES if s in present]
+    clips, classes = clip_table(meta["filename"], meta["scene"].tolist(), domain, meta["identifier"], fold,
+                                classes=scenes, scene=meta["scene"], identifier=meta["identifier"],
+                                source=meta["source"], city=meta["city"], location=meta["identifier"])
+    _check_location_leak(root, clips)
+    filenames = clips["filename"].tolist()
+    scanned = scan_files(root, filenames, "meta.csv", headers=check_audio)
+    stats = [s for s, _ in scanned]
+    rate, channels, clip = uniform_format(root, filenames, check_audio, [i for _, i in scanned] if check_audio else None)
+    metadata = ("meta.csv", *FOLD_FILES.values())
+    synthetic = name == "synthetic"
+    return Dataset(
+        name=name, root=root, clips=clips, classes=classes, domain_kind=kind,
+        audio=AudioSpec(int(rate), int(channels), int(clip)),
+        protocols=Protocols(holdout="fold1", unseen_note=_domains_note(clips, kind),
+                            groupings={"recording": {d: "real" if d in REAL_DEVICES else "simulated"
+                                                     for d in sorted(set(clips["domain"].tolist()))}} if is2020 else {}),
+        identity=fingerprint(root, metadata, stats, mtimes=False),
+        stamp=fingerprint(root, metadata, stats, mtimes=True),
+        is_synthetic=synthetic,
+        title=("synthetic dataset in TAU 2019 layout (generated audio, not TAU)" if synthetic else
+               "TAU Urban Acoustic Scenes 2020 Mobile development" if is2020 else
+               "TAU Urban Acoustic Scenes 2019 development"),
     )
 
 
-def read_audio(ds: TauDataset, filename: str) -> np.ndarray:
-    """``(channels, clip_samples)`` float32, checked against the dataset's format."""
-    return read_wav(ds.path(filename), ds.sample_rate, ds.channels, ds.clip_samples)
+# --------------------------------------------------------------------------- the plugins
 
 
-# --------------------------------------------------------------------------- reporting
+def _tau_sources(root: Path) -> set[str] | None:
+    """The devices of a TAU-layout ``meta.csv`` (None: not that layout). Reads only ``meta.csv``."""
+    meta = root / "meta.csv"
+    if not (meta.is_file() and (root / "evaluation_setup").is_dir()):
+        return None
+    lines = meta.read_bytes().decode("utf-8-sig", errors="replace").replace("\r\n", "\n").split("\n")
+    if tuple(f.strip() for f in lines[0].split("\t")) != META_HEADER:
+        return None
+    rows = [line.split("\t") for line in lines[1:] if line.strip()]
+    if not rows or not _FILENAME.match(rows[0][0].strip()):
+        return None
+    return {r[3].strip() for r in rows if len(r) == 4}
 
 
-def describe(ds: TauDataset) -> pd.DataFrame:
-    """Clip counts, rows ``(fold, scene)``, one column per domain plus ``total``."""
-    meta = ds.meta
-    folds = [f for f in FOLDS if (meta["fold"] == f).any()]
-    scenes = [s for s in SCENES if (meta["scene"] == s).any()]
-    domains = sorted(meta["domain"].unique())
-    table = pd.crosstab([meta["fold"], meta["scene"]], meta["domain"])
-    index = pd.MultiIndex.from_product([folds, scenes], names=["fold", "scene"])
-    table = table.reindex(index=index, columns=domains, fill_value=0).astype(np.int64)
-    table.columns.name = ds.domain_kind
-    table["total"] = table.sum(axis=1)
-    return table
+def _is_2019(root: Path) -> bool:
+    return _tau_sources(root) == {"a"} and not (root / SYNTHETIC_MARKER).exists()
 
 
-def summary_text(ds: TauDataset) -> str:
-    """A few lines for ``harness data info``: what was loaded and which domains are unseen."""
-    meta = ds.meta
-    counts = meta["fold"].value_counts()
-    domains = {f: sorted(meta.loc[meta["fold"] == f, "domain"].unique()) for f in FOLDS}
-    unseen = [d for d in domains["evaluate"] if d not in domains["train"]]
-    kind = ds.domain_kind
-    lines = [
-        f"layout: {ds.layout} ({'SYNTHETIC data, not the real TAU recordings' if ds.is_synthetic else 'real data'})",
-        f"root: {ds.root}",
-        f"audio: {ds.sample_rate} Hz, {ds.channels} channel(s), {ds.seconds:.2f} s ({ds.clip_samples} samples)",
-        f"clips: {len(meta)} (" + ", ".join(f"{f} {int(counts.get(f, 0))}" for f in FOLDS) + ")",
-        f"scenes: {meta['scene'].nunique()}, locations: {meta['location'].nunique()}",
-        f"{kind} in train ({len(domains['train'])}): {', '.join(domains['train'])}",
-        f"{kind} in evaluate ({len(domains['evaluate'])}): {', '.join(domains['evaluate'])}",
-    ]
-    if unseen:
-        parts = []
-        for d in unseen:
-            rows = meta["domain"] == d
-            parts.append(
-                f"{d} ({int((rows & (meta['fold'] == 'evaluate')).sum())} evaluate, "
-                f"{int((rows & (meta['fold'] == 'unused')).sum())} unused)"
-            )
-        lines.append(f"unseen {kind}: " + ", ".join(parts))
-    else:
-        lines.append(f"unseen {kind}: none (every evaluate {kind} is also in train)")
-    lines.append(f"identity: {ds.identity[:16]}")
-    return "\n".join(lines)
+def _is_2020(root: Path) -> bool:
+    sources = _tau_sources(root)
+    return bool(sources and sources - {"a"})
+
+
+def _is_synthetic(root: Path) -> bool:
+    return (root / SYNTHETIC_MARKER).is_file() and (root / "meta.csv").is_file()
+
+
+_LOOKS_FOR = "meta.csv (filename, scene_label, identifier, source_label) + evaluation_setup/fold1_*.csv"
+
+
+@register_dataset("tau2019", "TAU Urban Acoustic Scenes 2019 development: 10 scenes, 10 cities, fold1; domain = city",
+                  detect=_is_2019, looks_for=_LOOKS_FOR + ", one device")
+def tau2019(root: Path, check_audio: bool = True) -> Dataset:
+    return load_dataset(root, check_audio=check_audio, name="tau2019")
+
+
+@register_dataset("tau2020-mobile", "TAU Urban Acoustic Scenes 2020 Mobile development: 10 scenes, 9 devices, fold1; "
+                  "domain = device", detect=_is_2020, looks_for=_LOOKS_FOR + ", several devices")
+def tau2020_mobile(root: Path, check_audio: bool = True) -> Dataset:
+    return load_dataset(root, check_audio=check_audio, name="tau2020-mobile")
+
+
+@register_dataset("synthetic", "generated scenes in TAU 2019 layout (the default without --data); domain = city",
+                  detect=_is_synthetic, looks_for=f"TAU 2019 layout + {SYNTHETIC_MARKER}")
+def synthetic(root: Path, check_audio: bool = True) -> Dataset:
+    return load_dataset(root, check_audio=check_audio, name="synthetic")

@@ -32,7 +32,8 @@ from typing import Any, Iterator, Protocol, Sequence
 import numpy as np
 import torch
 
-from harness.data.audio import read_wav
+from harness.data.audio import load_clip
+from harness.data.dataset import AudioSpec
 from harness.errors import DataError, HarnessError, StorageError
 from harness.progress import progress as progress_bar
 from harness.features.logmel import FeatureConfig, LogMelExtractor
@@ -46,21 +47,21 @@ CLIPS_PER_TASK = 16
 
 
 class Dataset(Protocol):
-    """What the cache needs from ``harness.data.tau.TauDataset``."""
+    """What the cache needs from ``harness.data.dataset.Dataset``."""
 
     root: Path
-    meta: Any  # pandas.DataFrame with a ``filename`` column relative to ``root``
-    sample_rate: int
-    channels: int
-    clip_samples: int
+    clips: Any  # pandas.DataFrame with a ``filename`` column relative to ``root``
+    audio: AudioSpec  # the format clips are converted to (rate, channels, length, pad rule)
     identity: str
     stamp: str  # identity + file modification times: a file rewritten in place invalidates the cache
 
 
-def feature_key(stamp: str, cfg: FeatureConfig) -> str:
-    """sha256 of the dataset's stamp (identity and file times), every feature setting and the format version."""
-    blob = json.dumps({"format": FORMAT_VERSION, "identity": stamp, "config": cfg.to_dict()}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()
+def feature_key(stamp: str, cfg: FeatureConfig, audio: AudioSpec | None = None) -> str:
+    """sha256 of the dataset's stamp (identity and file times), its audio conversion (rate, channels,
+    length, pad rule), every feature setting and the format version."""
+    doc = {"format": FORMAT_VERSION, "identity": stamp, "config": cfg.to_dict(),
+           "audio": None if audio is None else audio.to_dict()}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
 def features_root() -> Path:
@@ -69,13 +70,13 @@ def features_root() -> Path:
 
 def feature_path(ds: Dataset, cfg: FeatureConfig) -> Path:
     """The cache directory of ``ds`` under ``cfg`` (it may not exist yet)."""
-    return features_root() / feature_key(ds.stamp, cfg)
+    return features_root() / feature_key(ds.stamp, cfg, ds.audio)
 
 
 def load_features(
     ds: Dataset, cfg: FeatureConfig | None = None, progress: bool = True, workers: int | None = None
 ) -> np.ndarray:
-    """Read-only memory map ``(len(ds.meta), channels, n_mels, n_frames)``; row i is ``ds.meta`` row i.
+    """Read-only memory map ``(len(ds.clips), channels, n_mels, n_frames)``; row i is ``ds.clips`` row i.
 
     Computed on first use (``workers`` processes, default: one per available core) and cached.
     A bad WAV raises its :class:`~harness.errors.DataError` and caches nothing.
@@ -102,14 +103,16 @@ def load_features(
 
 def _expected(ds: Dataset, cfg: FeatureConfig) -> dict[str, Any]:
     """The manifest fields a cache for ``ds`` under ``cfg`` must have."""
-    n_frames = cfg.n_frames(ds.sample_rate, ds.clip_samples)
+    a = ds.audio
+    n_frames = cfg.n_frames(a.sample_rate, a.clip_samples)
     return {
         "format": FORMAT_VERSION,
-        "key": feature_key(ds.stamp, cfg),
+        "key": feature_key(ds.stamp, cfg, a),
         "identity": ds.identity,
         "config": cfg.to_dict(),
-        "filenames": [str(f) for f in ds.meta["filename"]],
-        "shape": [len(ds.meta), cfg.channels(ds.channels), int(cfg.n_mels), int(n_frames)],
+        "audio": a.to_dict(),
+        "filenames": [str(f) for f in ds.clips["filename"]],
+        "shape": [len(ds.clips), cfg.channels(a.channels), int(cfg.n_mels), int(n_frames)],
         "dtype": cfg.dtype,
     }
 
@@ -137,15 +140,12 @@ def _open_complete(path: Path, expected: dict[str, Any]) -> np.ndarray | None:
 
 
 def _write_manifest(tmp: Path, expected: dict[str, Any], ds: Dataset, cfg: FeatureConfig, seconds: float) -> None:
-    extractor = LogMelExtractor(cfg, ds.sample_rate)
+    extractor = LogMelExtractor(cfg, ds.audio.sample_rate)
     manifest = dict(expected)
     manifest.update(
         complete=True,
         file_bytes=(tmp / DATA_FILE).stat().st_size,
         root=str(ds.root),
-        sample_rate=int(ds.sample_rate),
-        channels=int(ds.channels),
-        clip_samples=int(ds.clip_samples),
         win_length=extractor.win,
         hop_length=extractor.hop,
         n_fft=extractor.n_fft,
@@ -225,21 +225,19 @@ class _RowWriter:
     """Extracts a run of clips and writes their rows into the ``.npy`` at their own offset."""
 
     cfg: FeatureConfig
-    sample_rate: int
-    channels: int
-    clip_samples: int
+    audio: AudioSpec
     data_path: str
     data_offset: int
     row_bytes: int
 
     def __call__(self, task: tuple[int, Sequence[str]]) -> int:
         start, paths = task
-        extractor = _extractor(self.cfg, self.sample_rate)
-        shape = (len(paths), self.cfg.channels(self.channels), self.cfg.n_mels, extractor.n_frames(self.clip_samples))
+        a = self.audio
+        extractor = _extractor(self.cfg, a.sample_rate)
+        shape = (len(paths), self.cfg.channels(a.channels), self.cfg.n_mels, extractor.n_frames(a.clip_samples))
         rows = np.empty(shape, self.cfg.dtype)
         for i, path in enumerate(paths):
-            audio = read_wav(path, self.sample_rate, self.channels, self.clip_samples)
-            extractor(audio, out=rows[i])
+            extractor(load_clip(path, a), out=rows[i])
         with open(self.data_path, "r+b") as f:
             f.seek(self.data_offset + start * self.row_bytes)
             f.write(memoryview(rows).cast("B"))
@@ -333,7 +331,7 @@ def _reserve(path: Path) -> None:
 def _extract(
     ds: Dataset, cfg: FeatureConfig, tmp: Path, expected: dict[str, Any], progress: bool, workers: int
 ) -> None:
-    """Write ``features.npy`` for every row of ``ds.meta`` into ``tmp`` (no manifest)."""
+    """Write ``features.npy`` for every row of ``ds.clips`` into ``tmp`` (no manifest)."""
     shape = tuple(expected["shape"])
     mm = np.lib.format.open_memmap(tmp / DATA_FILE, mode="w+", dtype=np.dtype(cfg.dtype), shape=shape)
     offset = int(mm.offset)
@@ -341,14 +339,12 @@ def _extract(
     _reserve(tmp / DATA_FILE)
     writer = _RowWriter(
         cfg=cfg,
-        sample_rate=int(ds.sample_rate),
-        channels=int(ds.channels),
-        clip_samples=int(ds.clip_samples),
+        audio=ds.audio,
         data_path=str(tmp / DATA_FILE),
         data_offset=offset,
         row_bytes=int(np.prod(shape[1:])) * np.dtype(cfg.dtype).itemsize,
     )
-    paths = [str(Path(ds.root) / f) for f in ds.meta["filename"]]
+    paths = [str(Path(ds.root) / f) for f in ds.clips["filename"]]
     with progress_bar(total=len(paths), unit="clip", desc=f"log-mel x{cfg.n_mels}", enabled=progress) as bar:
         _run(writer, paths, workers, bar)
     with open(tmp / DATA_FILE, "rb+") as f:
@@ -359,8 +355,8 @@ def _extract_to_temp(
     ds: Dataset, cfg: FeatureConfig, expected: dict[str, Any], final: Path, progress: bool, workers: int | None
 ) -> Path:
     """A finished temporary directory beside ``final``; removed again if anything fails."""
-    LogMelExtractor(cfg, ds.sample_rate)  # configuration errors before any work
-    if len(ds.meta) == 0:
+    LogMelExtractor(cfg, ds.audio.sample_rate)  # configuration errors before any work
+    if len(ds.clips) == 0:
         raise DataError("the dataset lists no clips, so there are no features to compute", ds.root)
     final.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(final.parent, final.name)

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from harness.atomic import atomic_path
 from harness.data.audio import wav_info
+from harness.data.dataset import AudioSpec
 from harness.errors import DataError
 from harness.features.cache import load_features
 from harness.inference.trained import TrainedRun
@@ -30,10 +31,8 @@ class Clips:
     """Unlabelled clips in the shape the feature cache reads (its ``Dataset`` protocol)."""
 
     root: Path
-    meta: pd.DataFrame  # one column, ``filename``, relative to ``root``
-    sample_rate: int
-    channels: int
-    clip_samples: int
+    clips: pd.DataFrame  # one column, ``filename``, relative to ``root``
+    audio: AudioSpec  # the run's training format; every clip must have it
     identity: str
     stamp: str
     source: str  # where the list of clips came from
@@ -88,7 +87,7 @@ def find_clips(folder: str | Path, sample_rate: int, channels: int, clip_samples
         st = path.stat()
         digest.update(f"{name}\0{st.st_size}\n".encode())
         stamp.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return Clips(root, pd.DataFrame({"filename": names}), sample_rate, channels, clip_samples,
+    return Clips(root, pd.DataFrame({"filename": names}), AudioSpec(sample_rate, channels, clip_samples),
                  "eval-" + digest.hexdigest()[:16], "eval-" + stamp.hexdigest(), source)
 
 
@@ -119,7 +118,7 @@ def predict(run: TrainedRun, folder: str | Path, out: str | Path | None = None, 
     clips = find_clips(folder, pre.sample_rate, pre.channels, pre.clip_samples)
     logits = score(run, clips, progress=progress)
     path = Path(out) if out else run.dir / "predict" / f"{clips.root.resolve().name}.output.csv"
-    df = submission(list(clips.meta["filename"]), pre.classes, logits)
+    df = submission(list(clips.clips["filename"]), pre.classes, logits)
     with atomic_path(path) as tmp:
         df.to_csv(tmp, sep="\t", index=False, float_format="%.6f")
     return path, clips

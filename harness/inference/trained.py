@@ -32,7 +32,7 @@ class TrainedRun:
             options["conv_impl"] = conv_impl
         p = self.preprocessing
         model = create_architecture(self.config.arch, n_mels=self.config.n_mels, n_frames=p.n_frames,
-                                    in_channels=p.channels, n_classes=len(p.classes), **options)
+                                    in_channels=p.input_shape()[0], n_classes=len(p.classes), **options)
         path = self.dir / "checkpoint.pt"
         try:
             state = torch.load(path, map_location="cpu", weights_only=False)["model"]

@@ -110,7 +110,7 @@ def confusion(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.n
 
 
 def city_accuracy(pred: dict[str, np.ndarray]) -> dict[str, float]:
-    """Accuracy per city on every scored row (official or unseen), as the runner's acc_city_<city>."""
+    """Accuracy per city on every scored row (official or unseen), as the runner's acc_domain_<domain>."""
     scored = pred["official"].astype(bool) | pred["unseen"].astype(bool)
     ok = pred["logits"].argmax(axis=1) == pred["labels"]
     domains = pred["domains"].astype(str)

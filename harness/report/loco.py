@@ -118,8 +118,8 @@ class LocoTable:
                 f"{str(sel.dataset_identity)[:10]}); preset {sel.preset}; every domain held out in turn "
                 "(train on the other domains' official training rows, score all clips of the held-out one).",
                 "Unseen % (pooled): per seed, the accuracy over every held-out clip of every fold (each fold's "
-                f"unseen_last10, the mean of its last {sel.score_last} epochs, weighted by its clips), then mean ± "
-                "sample std over seeds. Domain columns: each fold's unseen_last10, mean over seeds.",
+                f"unseen_score, the mean of its last {sel.score_last} epochs, weighted by its clips), then mean ± "
+                "sample std over seeds. Domain columns: each fold's unseen_score, mean over seeds.",
                 "Clips / Folds: per seed; a seed with fewer folds than domains is an unfinished grid.",
                 *sel.notes]
 
@@ -211,11 +211,11 @@ def build_loco(runs: pd.DataFrame, selection: Selection, results: str | Path, *,
             for s in sorted(per_seed):
                 fold_rows = sel[sel["seed"] == s]
                 n = {held_out(r.split): int((per_seed[s]["domain"] == held_out(r.split)).sum()) for r in fold_rows.itertuples()}
-                score = {held_out(r.split): float(r.unseen_last10) for r in fold_rows.itertuples()}
+                score = {held_out(r.split): float(r.unseen_score) for r in fold_rows.itertuples()}
                 pooled.append(100 * sum(score[d] * n[d] for d in n) / sum(n.values()))
                 counts.append(sum(n.values()))
                 folds.append(len(n))
-            by_domain = (sel.assign(domain=sel["split"].map(held_out)).groupby("domain")["unseen_last10"].mean() * 100).to_dict()
+            by_domain = (sel.assign(domain=sel["split"].map(held_out)).groupby("domain")["unseen_score"].mean() * 100).to_dict()
             rows.append(LocoRow(v, m, tuple(sorted(per_seed)), tuple(pooled), tuple(counts), tuple(folds), by_domain))
     comparisons, skipped = [], []
     for v in present:

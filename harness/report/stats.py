@@ -269,13 +269,16 @@ def build_stats(runs: pd.DataFrame, selection: Selection, results: str | Path, *
     cache: dict[str, dict[str, np.ndarray]] = {}
 
     def preds(rows: pd.DataFrame) -> dict[int, dict[str, np.ndarray]]:
-        out = {}
-        for r in rows.itertuples():
+        """Per seed; the runs of several cross-validation folds are pooled into one set of
+        out-of-fold predictions (their test clips are disjoint), so tests are paired over folds."""
+        parts: dict[int, list[dict[str, np.ndarray]]] = {}
+        for r in rows.sort_values("split").itertuples():
             key = str(r.run_dir)
             if key not in cache:
                 cache[key] = read_predictions(results / key)
-            out[int(r.seed)] = cache[key]
-        return out
+            parts.setdefault(int(r.seed), []).append(cache[key])
+        return {s: p[0] if len(p) == 1 else {k: np.concatenate([x[k] for x in p]) for k in p[0]}
+                for s, p in parts.items()}
 
     comparisons, skipped = [], []
     for v in variants:

@@ -20,6 +20,8 @@ import pandas as pd
 from tabulate import tabulate
 
 from harness.errors import ConfigError
+from harness.metrics import METRICS as METRIC_NAMES
+from harness.metrics import unseen_name
 from harness.report.paper import METRICS, Paper, PaperParams, load_paper
 from harness.report.variants import PAPER_VARIANTS, VARIANTS, Variant
 from harness.results.store import INDEX_COLUMNS, ResultsStore
@@ -29,6 +31,19 @@ DEFAULT_MELS = (40, 200)
 DEFAULT_SEEDS = (0, 1)  # the paper trains every configuration twice
 MISSING = "missing"
 METRIC_LABEL = {"overall": "Overall", "unseen": "Unseen"}
+#: ``Selection.split`` of tables that pool the runs of every cross-validation fold.
+FOLDS = "all folds"
+#: The dataset plugin the paper's numbers were measured on.
+PAPER_DATASET = "tau2019"
+
+
+def _dataset_title(name: str) -> str:
+    """The registered dataset's one-line description (its name when no plugin of that name is installed)."""
+    from harness.data.registry import DATASETS
+
+    DATASETS.load()
+    plugin = DATASETS.plugins.get(name)
+    return f"{name}: {plugin.description.split(';')[0]}" if plugin else name
 
 
 # -- the index and the choice of runs -----------------------------------------------------------
@@ -53,7 +68,7 @@ class Selection:
     """Which dataset / preset / split / unseen protocol a table's numbers come from, and why."""
 
     dataset: str | None = None  # the dataset folder as recorded by the runner
-    dataset_kind: str | None = None  # synthetic | tau2019 | tau2020
+    dataset_kind: str | None = None  # the dataset plugin: synthetic, tau2019, esc50, ...
     dataset_identity: str | None = None
     preset: str = "quick"
     split: str = "fold1"
@@ -61,6 +76,7 @@ class Selection:
     unseen_domains: str = ""
     unseen_clips: int | None = None  # filled in from a stored predictions.npz when one exists
     notes: list[str] = field(default_factory=list)
+    folds: tuple[str, ...] = ()  # the pooled cross-validation splits (fold:K) when split == FOLDS
 
     @property
     def score_last(self) -> int:
@@ -92,17 +108,15 @@ class Selection:
             kind = "a dataset no stored run has used yet"
         elif self.dataset_kind in (None, "synthetic"):
             kind = "synthetic dataset (generated audio, not TAU; not comparable with the paper's numbers)"
-        elif self.dataset_kind == "tau2020":
-            kind = "TAU 2020 Mobile development (unseen domains are devices; the paper used TAU 2019)"
         else:
-            kind = "TAU Urban Acoustic Scenes 2019 development"
-        if self.dataset_kind == "tau2019" and self.unseen_protocol == "all":
-            proto = "protocol all = every Milan clip, 1,440 (the paper's protocol)"
-        elif self.dataset_kind == "tau2019":
-            proto = "protocol official = the 410 Milan clips of fold1 evaluate (the paper used all = 1,440)"
-        else:
-            proto = f"protocol {self.unseen_protocol}"
-        return (f"Numbers from: {kind} ({where}); preset {self.preset}; split {self.split}; "
+            kind = _dataset_title(self.dataset_kind)
+            if self.dataset_kind != PAPER_DATASET:
+                kind += f" (the paper used {PAPER_DATASET})"
+        proto = f"protocol {self.unseen_protocol}"
+        if self.dataset_kind == PAPER_DATASET:
+            proto += " (the paper's protocol is all: every clip of the unseen city)"
+        split = f"{self.split} ({', '.join(self.folds)})" if self.folds else self.split
+        return (f"Numbers from: {kind} ({where}); preset {self.preset}; split {split}; "
                 f"unseen {domains}, {proto}{clips}.")
 
 
@@ -188,8 +202,12 @@ def _paper_hyperparameters(df: pd.DataFrame, preset: str, notes: list[str]) -> p
 
 
 def select_runs(index: pd.DataFrame, *, dataset: str | None = None, preset: str | None = None,
-                unseen: str | None = None, split: str = "fold1") -> tuple[pd.DataFrame, Selection]:
-    """The complete runs that fill Table 1 and a :class:`Selection` saying where they come from."""
+                unseen: str | None = None, split: str | None = None) -> tuple[pd.DataFrame, Selection]:
+    """The complete runs that fill Table 1 and a :class:`Selection` saying where they come from.
+
+    ``split``: one split (``fold1``, ``fold:3``, …), or None: cross-validation runs (``fold:K``)
+    of every fold pooled when there are any, else ``fold1``.
+    """
     notes: list[str] = []
     df = _prepare(index)
     stale = df[df["status"] == "stale"]
@@ -197,8 +215,12 @@ def select_runs(index: pd.DataFrame, *, dataset: str | None = None, preset: str 
         notes.append(f"{len(stale)} run(s) marked running whose process is gone (stale; the same `harness run` "
                      f"resumes them): {', '.join(map(str, stale['run_id'].head(3)))}{' …' if len(stale) > 3 else ''}")
     complete = df[df["status"] == "complete"]
-    # "loco" selects every leave-one-domain-out fold (splits loco:<domain>) at once.
-    on_split = complete["split"].str.startswith(f"{split}:") if split == "loco" else complete["split"] == split
+    if split is None:
+        split = FOLDS if complete["split"].str.startswith("fold:").any() else "fold1"
+    # "loco" selects every leave-one-domain-out fold (splits loco:<domain>) at once; FOLDS every
+    # cross-validation fold (fold:K).
+    prefix = {"loco": "loco:", FOLDS: "fold:"}.get(split)
+    on_split = complete["split"].str.startswith(prefix) if prefix else complete["split"] == split
     if (~on_split).any():
         notes.append(f"{int((~on_split).sum())} complete run(s) on other splits left out (this table uses {split})")
     runs = complete[on_split]
@@ -232,10 +254,17 @@ def select_runs(index: pd.DataFrame, *, dataset: str | None = None, preset: str 
     key = ["arch", "loss", "aug", "n_mels", "seed", "split"]
     dup = runs.duplicated(key, keep=False)
     if dup.any():
-        notes.append(f"{int(dup.sum())} runs share a configuration and seed (different options outside the index); "
+        notes.append(f"{int(dup.sum())} runs share a configuration, seed and split (different options outside the index); "
                      "the most recent of each is used")
         runs = runs.sort_values("created").drop_duplicates(key, keep="last")
+    if split == FOLDS:
+        sel.folds = tuple(sorted(set(runs["split"]), key=_fold_key))
     return runs, sel
+
+
+def _fold_key(split: str) -> tuple[int, str]:
+    k = split.partition(":")[2]
+    return (int(k), "") if k.isdigit() else (1 << 30, k)
 
 
 def runs_of(runs: pd.DataFrame, variant: Variant, n_mels: int) -> pd.DataFrame:
@@ -308,16 +337,22 @@ class Table1:
     paper: Paper
     runs: pd.DataFrame = field(default_factory=pd.DataFrame)  # the selected runs behind the cells
     name: str = "table1"
+    metric: str = "acc"  # harness.metrics name: acc, macro_acc, log_loss
+
+    @property
+    def unit(self) -> str:
+        return "" if self.metric == "log_loss" else " %"
 
     @property
     def title(self) -> str:
-        return "Table 1: accuracy (%) — mean ± sample std over seeds, the paper's value, difference"
+        what = {"acc": "accuracy (%)", "macro_acc": "class-averaged accuracy (%)", "log_loss": "log loss"}[self.metric]
+        return f"Table 1: {what} — mean ± sample std over seeds, the paper's value, difference"
 
     def headers(self) -> list[str]:
         h = ["Variant", "Mels"]
         for metric in METRICS:
             label = METRIC_LABEL[metric]
-            h += [f"{label} % (ours)", f"{label} % (paper)", f"{label} Δ"]
+            h += [f"{label}{self.unit} (ours)", f"{label}{self.unit} (paper)", f"{label} Δ"]
         return h + ["Runs"]
 
     def display_rows(self) -> list[list[str]]:
@@ -328,7 +363,7 @@ class Table1:
                 row = [v.name + (" (extra)" if v.extra else ""), str(mels)]
                 for c in cells:
                     row += [_cell_text(c), _fmt(c.paper), _fmt(c.diff, signed=True)]
-                rows.append(row + [f"{cells[0].n}/{len(self.seeds)}"])
+                rows.append(row + [f"{cells[0].n}/{len(self.seeds) * max(1, len(self.selection.folds))}"])
         for name, ref in self.paper.table1.items():
             if ref.harness_variant:
                 continue
@@ -363,10 +398,14 @@ class Table1:
 
     def notes(self) -> list[str]:
         p = self.paper.protocol
+        unit = "" if self.metric == "log_loss" else ", in percent"
+        paper = (f"; the paper averages {p.get('runs_per_config', 2)} runs of {p.get('epochs', 200)} epochs. Δ = ours − paper"
+                 if self.metric == "acc" else "; the paper reports accuracy only")
+        over = f"seeds × {len(self.selection.folds)} folds (folds pooled)" if self.selection.folds else "seeds"
         return [self.selection.describe(),
-                f"Cells: mean ± sample std (ddof=1) over seeds of acc_last10 / unseen_last10 (mean of each run's last "
-                f"{self.selection.score_last} of {self.selection.epochs} epochs), in percent; the paper averages {p.get('runs_per_config', 2)} "
-                f"runs of {p.get('epochs', 200)} epochs. Δ = ours − paper.",
+                f"Cells: mean ± sample std (ddof=1) over {over} of each run's {self.metric} and {unseen_name(self.metric)} "
+                f"score (their mean over the scoring window, the last {self.selection.score_last} of "
+                f"{self.selection.epochs} epochs){unit}{paper}.",
                 *self.selection.notes]
 
     def commands(self) -> list[str]:
@@ -376,8 +415,16 @@ class Table1:
 def build_table1(index: pd.DataFrame, *, dataset: str | None = None, preset: str | None = None,
                  unseen: str | None = None, mels: Sequence[int] = DEFAULT_MELS, seeds: Sequence[int] = DEFAULT_SEEDS,
                  include_extra: bool = True, paper: Paper | None = None, results: str | Path | None = None,
-                 split: str = "fold1") -> Table1:
-    """Fill Table 1 from ``index``; with ``results`` the unseen clip count is read from a stored run."""
+                 split: str | None = None, metric: str = "acc") -> Table1:
+    """Fill Table 1 from ``index``; with ``results`` the unseen clip count is read from a stored run.
+
+    ``split`` as :func:`select_runs`; ``metric`` other than ``acc`` is read from each run's
+    ``summary.json`` scores (needs ``results``).
+    """
+    if metric not in METRIC_NAMES:
+        raise ConfigError(f"unknown metric {metric!r}; choose one of {', '.join(METRIC_NAMES)}")
+    if metric != "acc" and results is None:
+        raise ConfigError(f"metric {metric!r} is read from the run folders: give the results folder")
     paper = paper or load_paper()
     runs, sel = select_runs(index, dataset=dataset, preset=preset, unseen=unseen, split=split)
     variants = VARIANTS if include_extra else PAPER_VARIANTS
@@ -386,19 +433,36 @@ def build_table1(index: pd.DataFrame, *, dataset: str | None = None, preset: str
     for v in variants:
         for m in mels:
             rows = runs_of(runs, v, m)
-            for metric, col in (("overall", "acc_last10"), ("unseen", "unseen_last10")):
-                vals = pd.to_numeric(rows[col], errors="coerce")
+            scale = 1.0 if metric == "log_loss" else 100.0
+            for which, col in (("overall", metric), ("unseen", unseen_name(metric))):
+                vals = (pd.to_numeric(rows["acc_score" if which == "overall" else "unseen_score"], errors="coerce")
+                        if metric == "acc" else _stored_scores(Path(results), rows, col))
                 ok = vals.notna()
-                cells[(v.name, m, metric)] = Cell(
-                    v, m, metric, tuple(100 * float(x) for x in vals[ok]), tuple(int(s) for s in rows["seed"][ok]),
-                    tuple(str(r) for r in rows["run_id"][ok]), paper.accuracy(v.paper_key, metric, m))
-            have = {int(s) for s in rows["seed"]}
+                cells[(v.name, m, which)] = Cell(
+                    v, m, which, tuple(scale * float(x) for x in vals[ok]), tuple(int(s) for s in rows["seed"][ok]),
+                    tuple(str(r) for r in rows["run_id"][ok]),
+                    paper.accuracy(v.paper_key, which, m) if metric == "acc" else None)
+            have = {(int(s), sp) for s, sp in zip(rows["seed"], rows["split"])}
             for s in seeds:
-                if s not in have:
-                    missing.append(MissingRun(v.name, m, s, v.command(m, s, sel.preset, sel.data_arg, sel.unseen_protocol, results)))
+                for sp in sel.folds or (sel.split,):
+                    if (s, sp) not in have:
+                        missing.append(MissingRun(v.name, m, s, v.command(m, s, sel.preset, sel.data_arg,
+                                                                          sel.unseen_protocol, results, split=sp)))
     if results is not None and len(runs):
         sel.unseen_clips = _unseen_clips(Path(results), runs)
-    return Table1(sel, cells, tuple(variants), tuple(mels), tuple(seeds), missing, paper, runs)
+    return Table1(sel, cells, tuple(variants), tuple(mels), tuple(seeds), missing, paper, runs, metric=metric)
+
+
+def _stored_scores(results: Path, rows: pd.DataFrame, key: str) -> pd.Series:
+    """``scores[key]`` of each run's summary.json (NaN where absent: a run from before the metric existed)."""
+    out = []
+    for run_dir in rows["run_dir"]:
+        try:
+            scores = json.loads((results / str(run_dir) / "summary.json").read_text()).get("scores") or {}
+        except (OSError, ValueError):
+            scores = {}
+        out.append(scores.get(key, np.nan))
+    return pd.Series(out, index=rows.index, dtype=float)
 
 
 def _unseen_clips(results: Path, runs: pd.DataFrame) -> int | None:

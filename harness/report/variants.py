@@ -36,7 +36,7 @@ class Variant:
         return (self.arch, self.loss, self.aug)
 
     def command(self, n_mels: int, seed: int, preset: str = "paper", data: str | None = "synthetic",
-                unseen: str = "official", results: str | Path | None = None) -> str:
+                unseen: str = "official", results: str | Path | None = None, split: str | None = None) -> str:
         """The ``harness run`` line that produces this row's run for one feature size and seed, into
         ``results`` when given (shell-quoted: paste it as it is)."""
         parts = ["harness", "run", "--arch", self.arch, "--loss", self.loss, "--aug", self.aug,
@@ -45,6 +45,8 @@ class Variant:
             parts += ["--data", str(data)]
         if unseen != "official":
             parts += ["--unseen", unseen]
+        if split and split != "fold1":
+            parts += ["--split", split]
         if results is not None:
             parts += ["--results", str(results)]
         return " ".join(shlex.quote(p) for p in parts)

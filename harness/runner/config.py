@@ -21,7 +21,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"epochs": 30, "batch_size": 32, "lr": 1e-3, "score_last": 5},
 }
 
-#: Fields that do not change what a run computes, so they stay out of the run id.
+#: Fields that do not change what a run computes, so they stay out of the run id: the device, the
+#: data's path (its identity is hashed instead) and the preset (its values are filled in), and why a precision was chosen.
 NOT_HASHED = ("device", "data", "preset", "precision_reason")
 #: Fields added after run ids were first issued: hashed only when they differ from their default.
 HASHED_UNLESS_DEFAULT: dict[str, Any] = {"features": "dcase2019"}
@@ -49,7 +50,12 @@ class RunConfig:
     lr: float | None = None
     seed: int = 0
     data: str = "synthetic"
-    split: str = "fold1"
+    #: The dataset plugin; None = detected from ``data``. Filled in by :meth:`for_dataset`.
+    dataset: str | None = None
+    #: Options of the dataset plugin (``subset=esc10``); part of the run id.
+    data_options: dict[str, Any] = field(default_factory=dict)
+    #: None = the dataset's default protocol (fold1 on TAU, fold:1 on cross-validation data).
+    split: str | None = None
     unseen: str = "official"
     device: str = "auto"
     #: fp32 | bf16 | auto (``harness.precision``); resolved to fp32 or bf16 by ``resolved()``.
@@ -71,8 +77,10 @@ class RunConfig:
     features: str = "dcase2019"
     arch_options: dict[str, Any] = field(default_factory=dict)
     loss_options: dict[str, Any] = field(default_factory=dict)
-    #: Filled in by the runner: the dataset's identity hash (the audio, not its path).
+    #: Filled in by :meth:`for_dataset`: the dataset's identity hash (the audio, not its path) and the
+    #: audio format its clips are converted to (rate, channels, length, pad rule).
     dataset_identity: str = ""
+    audio: dict[str, Any] = field(default_factory=dict)
 
     def resolved(self) -> "RunConfig":
         """A copy with preset defaults filled in and every value checked."""
@@ -80,7 +88,7 @@ class RunConfig:
             raise ConfigError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         cfg = replace(self, **{k: v for k, v in PRESETS[self.preset].items() if getattr(self, k) is None})
         cfg.aug = normalize_aug(cfg.aug)
-        if cfg.split.startswith("loco:"):
+        if cfg.split and cfg.split.startswith("loco:"):
             cfg.unseen = "all"  # a loco fold scores every clip of its held-out domain
         cfg.validate()
         if cfg.precision == "auto" or not cfg.precision_reason:
@@ -140,9 +148,19 @@ class RunConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
-        if not (self.split == "fold1" or self.split.startswith(("leave-one-city-out:", "leave-one-domain-out:", "loco:"))):
-            raise ConfigError(f"--split must be 'fold1', 'leave-one-city-out:CITY', 'leave-one-domain-out:DOMAIN' "
-                              f"or 'loco:DOMAIN', got {self.split!r}")
+
+    def for_dataset(self, ds) -> "RunConfig":
+        """A copy bound to a loaded dataset: its plugin name, identity, options as the plugin normalised
+        them (defaults left out), audio format and (if unset) default split.
+
+        The split spec is checked against the dataset here, before any training.
+        """
+        from harness.data.splits import make_split
+
+        cfg = replace(self, dataset=ds.name, dataset_identity=ds.identity, data_options=dict(ds.options),
+                      audio=ds.audio.to_dict(), split=self.split or ds.protocols.default_split)
+        make_split(ds, cfg.split, unseen=cfg.unseen)
+        return cfg
 
     @property
     def augmentations(self) -> set[str]:
@@ -156,7 +174,9 @@ class RunConfig:
 
         skip = NOT_HASHED + (("precision",) if self.precision == "fp32" else ())
         out = {k: v for k, v in asdict(self).items() if k not in skip}
-        out["arch_options"] = _non_default(ARCHITECTURES, self.arch, out["arch_options"])
+        how = implementation_options(self.arch)
+        out["arch_options"] = _non_default(ARCHITECTURES, self.arch,
+                                           {k: v for k, v in out["arch_options"].items() if k not in how})
         out["loss_options"] = _non_default(LOSSES, self.loss, out["loss_options"])
         for key in LOSS_SHORTHANDS:
             out[key] = out["loss_options"].pop(key, out[key])
@@ -190,6 +210,18 @@ def _non_default(registry: Any, name: str, options: dict[str, Any]) -> dict[str,
     """``options`` less those equal to the plugin's declared default."""
     defaults = registry.resolve_options(name, {})
     return {k: v for k, v in options.items() if k not in defaults or defaults[k] != v}
+
+
+def implementation_options(arch: str) -> tuple[str, ...]:
+    """Options of ``arch`` that choose an implementation of the same function (a factory's
+    ``implementation_options``, e.g. FCNN's ``conv_impl``): they stay out of the run id."""
+    from harness.registry import ARCHITECTURES
+
+    try:
+        plugin, _ = ARCHITECTURES.get(arch)
+    except ConfigError:
+        return ()
+    return tuple(getattr(plugin.factory, "implementation_options", ()))
 
 
 def normalize_aug(aug: str) -> str:

@@ -40,10 +40,12 @@ class Preprocessing:
     @classmethod
     def build(cls, cfg: FeatureConfig, ds: Any, n_frames: int, mean: np.ndarray, std: np.ndarray,
               classes: list[str]) -> "Preprocessing":
-        return cls(features=cfg.to_dict(), sample_rate=int(ds.sample_rate), channels=int(ds.channels),
-                   clip_samples=int(ds.clip_samples), n_frames=int(n_frames),
-                   mean=np.asarray(mean, np.float32).reshape(int(ds.channels), -1).tolist(),
-                   std=np.asarray(std, np.float32).reshape(int(ds.channels), -1).tolist(), classes=list(classes))
+        a = ds.audio
+        c = cfg.channels(a.channels)  # the front end may down-mix: statistics are per model input channel
+        return cls(features=cfg.to_dict(), sample_rate=int(a.sample_rate), channels=int(a.channels),
+                   clip_samples=int(a.clip_samples), n_frames=int(n_frames),
+                   mean=np.asarray(mean, np.float32).reshape(c, -1).tolist(),
+                   std=np.asarray(std, np.float32).reshape(c, -1).tolist(), classes=list(classes))
 
     @property
     def feature_config(self) -> FeatureConfig:
@@ -54,7 +56,7 @@ class Preprocessing:
 
     def input_shape(self) -> tuple[int, int, int]:
         """One clip's model input: ``(channels, n_mels, n_frames)``."""
-        return self.channels, int(self.features["n_mels"]), self.n_frames
+        return self.feature_config.channels(self.channels), int(self.features["n_mels"]), self.n_frames
 
     def normalize(self, logmel: np.ndarray) -> torch.Tensor:
         """``(B, channels, n_mels, n_frames)`` float32 log-mel -> the model's input.

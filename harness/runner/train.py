@@ -23,13 +23,13 @@ from torch import nn
 from tqdm import tqdm
 
 from harness.atomic import atomic_path, write_json
-from harness.data.source import open_dataset
+from harness.data.registry import open_dataset
 from harness.data.splits import inner_validation, make_split
 from harness.complexity import measure_per_second
-from harness.data.tau import SCENES
 from harness.errors import ConfigError, DataError, HarnessError, StorageError, TrainingError
 from harness.features.cache import load_features
 from harness.features.logmel import band_stats
+from harness.metrics import Predictions, compute, window_scores
 from harness.model import ModelOutput, count_parameters, implementation
 from harness.precision import autocast
 from harness.progress import progress
@@ -40,7 +40,6 @@ from harness.runner.config import RunConfig
 from harness.runner.contract import FILE as PREPROCESSING_FILE
 from harness.runner.contract import Preprocessing
 from harness.runner.environment import environment_record, resolve_device
-from harness.runner.metrics import accuracy_metrics
 from harness.sampling import PairedBatchSampler
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -117,7 +116,7 @@ def build_rows(ds, cfg: RunConfig) -> tuple[np.ndarray, EvalSet]:
                                  hold_out_domain=cfg.hold_out_domain)
         held = (inner.held_out_domain,) if inner.held_out_domain else ()
         val = np.asarray(inner.val)
-        unseen_mask = ds.meta["domain"].to_numpy()[val] == inner.held_out_domain if held else np.zeros(len(val), bool)
+        unseen_mask = ds.domains[val] == inner.held_out_domain if held else np.zeros(len(val), bool)
         return np.asarray(inner.train), EvalSet(val, np.ones(len(val), bool), unseen_mask, held, "validation")
     rows = np.asarray(split.evaluate)
     official = np.isin(rows, split.official_evaluate)
@@ -125,16 +124,23 @@ def build_rows(ds, cfg: RunConfig) -> tuple[np.ndarray, EvalSet]:
     return np.asarray(split.train), EvalSet(rows, official, unseen, tuple(split.unseen_domains), split.unseen_protocol)
 
 
+def domains_label(domains: tuple[str, ...], kind: str, limit: int = 12) -> str:
+    """The unseen domains as one short field: their names, or their count when there are many."""
+    if len(domains) <= limit:
+        return ",".join(domains)
+    return f"{len(domains)} {kind}s"
+
+
 def check_rows(ds, cfg: RunConfig, train: np.ndarray, ev: EvalSet) -> None:
     """Refuse a dataset that cannot serve the split, before any training."""
-    meta = ds.meta
-    missing = sorted(set(SCENES) - set(meta["scene"].to_numpy()[train]))
+    missing = sorted(set(range(len(ds.classes))) - set(ds.labels[train].tolist()))
     if missing:
-        raise DataError(f"split {cfg.split!r} leaves scene {missing[0]!r} with no training clip (empty class)", ds.root)
+        raise DataError(f"split {cfg.split!r} leaves class {ds.classes[missing[0]]!r} with no training clip (empty class)", ds.root)
     if not ev.official.any():
         raise DataError(f"split {cfg.split!r} has no clip to score on", ds.root)
-    if cfg.evaluate_on == "evaluate" and not ev.unseen.any():
-        raise DataError(f"split {cfg.split!r} has no unseen city/device in evaluate: every evaluate domain also appears in train", ds.root)
+    if cfg.evaluate_on == "evaluate" and ds.protocols.holdout and ds.has_domains and not ev.unseen.any():
+        raise DataError(f"split {cfg.split!r} has no unseen {ds.domain_kind} in evaluate: every evaluate "
+                        f"{ds.domain_kind} also appears in train", ds.root)
 
 
 class Trainer:
@@ -149,8 +155,9 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         if self.device.type == "cpu":
             tune_cpu_allocator()
-        self.ds = open_dataset(cfg.data, progress=progress)
-        cfg.dataset_identity = self.ds.identity
+        self.ds = open_dataset(cfg.data, dataset=cfg.dataset, progress=progress, announce=self.verbose,
+                               **cfg.data_options)
+        self.cfg = cfg = cfg.for_dataset(self.ds)
         self.run_id = cfg.run_id()
         self.dir = store.run_dir(self.run_id)
 
@@ -164,16 +171,15 @@ class Trainer:
         feats = load_features(ds, feature_cfg, progress=self.progress)
         self.n_frames = feats.shape[-1]
         mean, std = band_stats(feats, self.train_rows)
-        self.preprocessing = Preprocessing.build(feature_cfg, ds, self.n_frames, mean, std, list(SCENES))
+        self.preprocessing = Preprocessing.build(feature_cfg, ds, self.n_frames, mean, std, list(ds.classes))
         self.mean = torch.as_tensor(mean, dtype=torch.float32, device=self.device)
         self.std = torch.as_tensor(std, dtype=torch.float32, device=self.device)
         # Features stay float16 and resident on the training device; batches are gathered there.
         self.x_train = torch.from_numpy(np.ascontiguousarray(feats[self.train_rows])).to(self.device)
         self.x_eval = torch.from_numpy(np.ascontiguousarray(feats[self.ev.rows])).to(self.device)
-        meta = ds.meta
-        self.labels = meta["label"].to_numpy()
-        self.domain_names = meta["domain"].to_numpy().astype(str)
-        codes, self.domain_vocab = pd.factorize(meta["domain"])
+        self.labels = ds.labels
+        self.domain_names = ds.domains
+        codes, self.domain_vocab = pd.factorize(ds.clips["domain"])
         self.domain_codes = codes
         self.y_train = torch.as_tensor(self.labels[self.train_rows], device=self.device)
         self.d_train = torch.as_tensor(codes[self.train_rows], device=self.device)
@@ -185,7 +191,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model: nn.Module = create_architecture(
             cfg.arch, n_mels=cfg.n_mels, n_frames=self.n_frames, in_channels=self.x_train.shape[1],
-            n_classes=len(SCENES), **cfg.arch_options).to(self.device)
+            n_classes=len(self.ds.classes), **cfg.arch_options).to(self.device)
         self.loss_fn = create_loss(cfg.loss, **cfg.loss_options)
         if "mixup" in cfg.augmentations and not getattr(self.loss_fn, "supports_mixup", True):
             raise ConfigError(
@@ -194,14 +200,14 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.augment = BatchAugment(
             mixup="mixup" in cfg.augmentations, spec="spec" in cfg.augmentations,
-            n_classes=len(SCENES), n_mels=cfg.n_mels, n_frames=self.n_frames,
+            n_classes=len(self.ds.classes), n_mels=cfg.n_mels, n_frames=self.n_frames,
             mixup_alpha=cfg.mixup_alpha, freq_masks=cfg.freq_masks, freq_mask_width=cfg.freq_mask_width,
             time_masks=cfg.time_masks, time_mask_width=cfg.time_mask_width)
         pairing = getattr(self.loss_fn, "pairing", None)
         self.sampler = (
             PairedBatchSampler(self.labels[self.train_rows], self.domain_codes[self.train_rows], cfg.batch_size,
                                cross_domain=pairing == "cross-domain", seed=cfg.seed,
-                               scene_names=list(SCENES), domain_names=list(self.domain_vocab))
+                               scene_names=list(self.ds.classes), domain_names=list(self.domain_vocab))
             if pairing else None)
 
     def batches(self, epoch: int) -> list[np.ndarray]:
@@ -270,13 +276,8 @@ class Trainer:
 
     def evaluate(self, logits: np.ndarray) -> dict[str, float]:
         rows = self.ev.rows
-        labels = self.labels[rows]
-        metrics = accuracy_metrics(logits, labels, self.domain_names[rows], self.ev.official,
-                                   self.ev.unseen, list(SCENES))
-        ce = nn.functional.cross_entropy(torch.from_numpy(logits[self.ev.official]),
-                                         torch.from_numpy(labels[self.ev.official]))
-        metrics["eval_loss"] = float(ce)
-        return metrics
+        return compute(Predictions(logits, self.labels[rows], self.domain_names[rows], self.ev.official,
+                                   self.ev.unseen, self.ds.classes, self.ds.protocols.groupings))
 
     # -- checkpoints -----------------------------------------------------------------------
     @property
@@ -304,25 +305,20 @@ class Trainer:
 
     # -- the run ---------------------------------------------------------------------------
     def summary_row(self, status: str, history: list[dict[str, Any]], wall: float) -> dict[str, Any]:
-        cfg, k = self.cfg, self.cfg.score_last
-        tail = history[-k:]
-
-        def mean(key: str) -> float:
-            vals = [h[key] for h in tail if not math.isnan(h[key])]
-            return float(np.mean(vals)) if vals else float("nan")
-
+        cfg = self.cfg
+        window = min(cfg.score_last, len(history))
+        scores = window_scores(history, window)
         return {
             "run_id": self.run_id, "status": status, "arch": cfg.arch, "loss": cfg.loss, "aug": cfg.aug,
             "n_mels": cfg.n_mels, "seed": cfg.seed, "alpha": getattr(self.loss_fn, "alpha", None),
             "gamma": getattr(self.loss_fn, "gamma", None), "epochs": cfg.epochs, "batch_size": cfg.batch_size,
             "lr": cfg.lr, "preset": cfg.preset, "split": cfg.split, "dataset": str(self.ds.root),
-            "dataset_kind": "synthetic" if self.ds.is_synthetic else self.ds.layout,
-            "dataset_identity": self.ds.identity, "unseen_protocol": self.ev.protocol,
-            "unseen_domains": ",".join(self.ev.unseen_domains),
-            "acc_last10": mean("acc") if history else None, "unseen_last10": mean("unseen_acc") if history else None,
+            "dataset_kind": self.ds.name, "dataset_identity": self.ds.identity, "unseen_protocol": self.ev.protocol,
+            "unseen_domains": domains_label(self.ev.unseen_domains, self.ds.domain_kind),
+            "acc_score": scores.get("acc"), "unseen_score": scores.get("unseen_acc"), "score_window": window,
             "acc_final": history[-1]["acc"] if history else None,
             "unseen_final": history[-1]["unseen_acc"] if history else None,
-            "epochs_done": len(history), "score_epochs": len(tail),
+            "epochs_done": len(history), "scores": scores,
             "params": count_parameters(self.model), "wall_s": round(wall, 2), "device": str(self.device),
             "precision": cfg.precision, **implementation(self.model),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "run_dir": f"runs/{self.run_id}",
@@ -330,8 +326,8 @@ class Trainer:
 
     def complexity(self) -> dict[str, Any]:
         """Parameter memory and MACs per second of audio on this run's front end, counted as the DCASE challenge does."""
-        c = measure_per_second(self.cfg.arch, self.cfg.feature_config(), self.ds.sample_rate, self.ds.channels,
-                               n_classes=len(SCENES), options=self.cfg.arch_options)
+        c = measure_per_second(self.cfg.arch, self.cfg.feature_config(), self.ds.audio.sample_rate, self.ds.audio.channels,
+                               n_classes=len(self.ds.classes), options=self.cfg.arch_options)
         return {"eval_precision": "fp32", "param_bytes": c.param_bytes("fp32"), "macs_per_s_1s": c.macs_1s,
                 "macs_per_s_10s": round(c.macs_per_s_10s)}
 
@@ -340,8 +336,7 @@ class Trainer:
         everything a run can be refused for, before its folder exists)."""
         cfg = self.cfg
         write_json(self.dir / "config.json", {"config": cfg.to_dict(), "run_id": self.run_id,
-                                              "dataset": {"root": str(self.ds.root), "identity": self.ds.identity,
-                                                          "layout": self.ds.layout, "synthetic": self.ds.is_synthetic},
+                                              "dataset": self.ds.record(),
                                               "split": {"unseen_protocol": self.ev.protocol,
                                                         "unseen_domains": list(self.ev.unseen_domains),
                                                         "train": len(self.train_rows), "scored": len(self.ev.rows)},
@@ -406,8 +401,8 @@ class Trainer:
                 self.on_epoch(epoch, metrics)
         logits, embs = last if last is not None else self.predict()
         rows = self.ev.rows
-        save_npz(self.dir / "predictions.npz", filenames=self.ds.meta["filename"].to_numpy()[rows].astype(str),
-                 labels=self.labels[rows], domains=self.domain_names[rows], classes=np.asarray(SCENES),
+        save_npz(self.dir / "predictions.npz", filenames=self.ds.clips["filename"].to_numpy()[rows].astype(str),
+                 labels=self.labels[rows], domains=self.domain_names[rows], classes=np.asarray(self.ds.classes),
                  logits=logits.astype(np.float32), embeddings=embs.astype(np.float16),
                  official=self.ev.official, unseen=self.ev.unseen)
         summary = {**self.summary_row("complete", history, wall), **self.complexity()}

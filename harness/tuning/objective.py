@@ -3,8 +3,8 @@
 The run goes into the results store like any other (its run id differs by α/γ/lr), so a trial
 is inspectable with ``harness table`` and a trial killed mid-run resumes from the run's last
 checkpoint when Optuna retries it with the same parameters. The trial value is the mean of the
-objective metric over the last ``score_last`` epochs (the run summary's ``*_last10`` field, which
-holds the mean over ``score_last`` epochs), so it is scored exactly as the paper scores runs.
+objective metric over the last ``score_last`` epochs (the run summary's ``scores``, the window
+mean of every per-epoch metric), so it is scored exactly as the paper scores runs.
 """
 
 from __future__ import annotations
@@ -23,13 +23,16 @@ from harness.tuning.interrupt import INTERRUPTS
 from harness.tuning.space import SearchSpace
 from harness.tuning.storage import worker_attrs
 
-#: ``--objective`` → (per-epoch metric, summary field with its mean over the last epochs).
-OBJECTIVES = {"overall": ("acc", "acc_last10"), "unseen": ("unseen_acc", "unseen_last10")}
+#: ``--objective`` → the per-epoch metric (``harness.metrics``) it maximises; its trial value is
+#: the metric's mean over the scoring window (``summary["scores"]``).
+OBJECTIVES = {"overall": "acc", "unseen": "unseen_acc", "macro": "macro_acc", "unseen-macro": "unseen_macro_acc"}
+#: Objectives that hold one training domain out of the tuning train split.
+HOLD_OUT = ("unseen", "unseen-macro")
 
 
 def tuning_config(cfg: RunConfig, objective: str) -> RunConfig:
     """The search's base config: scored on inner validation; ``unseen`` holds one training city out."""
-    return replace(cfg, evaluate_on="validation", hold_out_domain="auto" if objective == "unseen" else None)
+    return replace(cfg, evaluate_on="validation", hold_out_domain="auto" if objective in HOLD_OUT else None)
 
 
 def stored_history(results: str | Path, run_id: str) -> pd.DataFrame:
@@ -58,7 +61,7 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         from harness.runner.train import run
 
-        metric, summary_key = OBJECTIVES[self.objective]
+        metric = OBJECTIVES[self.objective]
         cfg = self.config(self.space.suggest(trial))
         run_id = cfg.resolved().run_id()
         for key, value in {"run_id": run_id, **worker_attrs()}.items():
@@ -83,7 +86,7 @@ class Objective:
         except TrainingError as exc:  # recorded, then Optuna marks the trial FAIL and goes on
             trial.set_user_attr("error", str(exc))
             raise
-        value = summary.get(summary_key)
+        value = (summary.get("scores") or {}).get(metric)
         if value is None or math.isnan(float(value)):
-            raise TrainingError(f"objective {self.objective!r}: run {run_id} has no {summary_key}")
+            raise TrainingError(f"objective {self.objective!r}: run {run_id} has no {metric} score")
         return float(value)

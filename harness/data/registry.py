@@ -1,0 +1,126 @@
+"""The dataset registry: ``@register_dataset``, layout detection and ``open_dataset``.
+
+Like the architectures' and losses' registries (``harness.registry``): a plugin is a factory
+``fn(root: Path, **options) -> Dataset`` registered by name; built-in plugins live in
+``harness.data.plugins``, third-party ones come through the entry-point group
+``harness.datasets``. A plugin may also declare ``detect(root) -> bool`` and a short
+``looks_for`` text, so ``--data PATH`` finds its layout without ``--dataset NAME``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.errors import ConfigError, DataError
+from harness.registry import Registry
+
+Detector = Callable[[Path], bool]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a plugin recognises its layout on disk."""
+
+    detect: Detector | None
+    looks_for: str
+
+
+class DatasetRegistry(Registry):
+    """A :class:`~harness.registry.Registry` whose entries also know how to recognise their layout."""
+
+    def __init__(self) -> None:
+        super().__init__(kind="dataset", builtin_package="harness.data.plugins", entry_point_group="harness.datasets",
+                         flag="--data-opt", hidden_args=("root", "progress"))
+        self.layouts: dict[str, Layout] = {}
+
+    def register(self, name: str, description: str = "", *, detect: Detector | None = None,  # type: ignore[override]
+                 looks_for: str = "", prefix: bool = False):
+        """Decorator: ``@register_dataset("esc50", "…", detect=fn, looks_for="meta/esc50.csv")``."""
+        base = super().register(name, description, prefix=prefix)
+
+        def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self.layouts[name] = Layout(detect, looks_for or "(no detection: use --dataset " + name + ")")
+            return base(fn)
+
+        return decorate
+
+    def detect(self, root: Path) -> list[str]:
+        """Every registered layout that recognises ``root``."""
+        self.load()
+        found = []
+        for name in self.names():
+            layout = self.layouts.get(name)
+            if layout is None or layout.detect is None:
+                continue
+            try:
+                if layout.detect(root):
+                    found.append(name)
+            except DataError:
+                raise
+            except Exception as exc:  # a third-party detector must not break detection of the others
+                warnings.warn(f"dataset {name!r}: layout detection failed on {root}: {exc}")
+        return found
+
+    def looked_for(self) -> str:
+        self.load()
+        return "; ".join(f"{n}: {self.layouts[n].looks_for}" for n in self.names()
+                         if n in self.layouts and self.layouts[n].detect is not None)
+
+
+DATASETS = DatasetRegistry()
+register_dataset = DATASETS.register
+
+#: What ``--data`` means when no path is given.
+SYNTHETIC = "synthetic"
+
+
+def resolve_layout(root: Path, dataset: str | None = None) -> str:
+    """The plugin for ``root``: ``dataset`` if given, else the one layout that recognises it."""
+    if dataset:
+        DATASETS.get(dataset)  # unknown names: one line with the known ones
+        return dataset
+    if not root.exists():
+        raise DataError(
+            "dataset folder not found; give a dataset folder as distributed (see `harness list --kind data`), "
+            "or omit --data to use the synthetic default, or run `harness data synth`", root)
+    found = DATASETS.detect(root)
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise DataError(f"no known dataset layout found; looked for {DATASETS.looked_for()} "
+                        "(force one with --dataset NAME)", root)
+    raise DataError(f"ambiguous dataset layout: matches {', '.join(found)}; choose one with --dataset NAME", root)
+
+
+def open_dataset(data: str | Path = SYNTHETIC, *, dataset: str | None = None, progress: bool = True,
+                 announce: bool = False, **options: Any):
+    """Load a dataset: the synthetic default, or a folder read by its detected (or forced) plugin.
+
+    ``options`` go to the plugin's factory (``subset="esc10"`` for ESC-50); ``None`` values are
+    dropped and unknown ones are a one-line error naming the plugin's options.
+    """
+    if str(data) == SYNTHETIC and dataset in (None, SYNTHETIC):
+        from harness.data import synth
+
+        root = synth.default_dataset(progress=progress)
+        name = SYNTHETIC
+    else:
+        root = Path(data).expanduser().resolve()
+        name = resolve_layout(root, dataset)
+        if announce and not dataset:  # standard output: standard error is for the one-line error alone
+            print(f"data: {root} detected as {name}", flush=True)
+    options = DATASETS.resolve_options(name, {k: v for k, v in options.items() if v is not None}, defaults=False)
+    plugin, _ = DATASETS.get(name)
+    params = inspect.signature(plugin.factory).parameters
+    if "progress" in params:
+        options.setdefault("progress", progress)
+    return DATASETS.create(name, root=root, **options)
+
+
+def dataset_names() -> list[str]:
+    return DATASETS.names()
+
