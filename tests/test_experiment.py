@@ -147,7 +147,7 @@ def test_flags_file_and_record_give_the_same_run(tiny_synth: Path, tmp_path: Pat
     assert main(["run", "--config", str(path), "--results", str(tmp_path / "b")]) == 0
     (second,) = pd.read_csv(tmp_path / "b" / "index.csv")["run_id"]
     assert second == first
-    metrics = ["train_loss", "acc", "unseen_acc", "eval_loss"]
+    metrics = ["train_loss", "acc", "unseen_acc", "log_loss"]
     a = pd.read_csv(tmp_path / "a" / "runs" / first / "epochs.csv")[metrics]
     pd.testing.assert_frame_equal(a, pd.read_csv(tmp_path / "b" / "runs" / first / "epochs.csv")[metrics])
     # From the record, into a third store: same id and metrics.
@@ -219,7 +219,7 @@ def test_bad_grid_files_are_one_line_errors(text: str, needles: list[str], tmp_p
 
 @pytest.mark.slow
 def test_a_copied_and_edited_grid_runs_its_variants(tiny_synth: Path, tmp_path: Path, capsys) -> None:
-    from harness.data.source import open_dataset
+    from harness.data.registry import open_dataset
     from harness.runner.config import RunConfig
 
     path = tmp_path / "grid.toml"
@@ -228,12 +228,12 @@ def test_a_copied_and_edited_grid_runs_its_variants(tiny_synth: Path, tmp_path: 
             "--no-progress"]
     assert main([*argv, "--dry-run"]) == 0
     out = capsys.readouterr().out
-    identity = open_dataset(str(tiny_synth), progress=False).identity
+    ds = open_dataset(str(tiny_synth), progress=False)
 
     def run_id(**kw) -> str:
         base = dict(arch="fcnn", n_mels=40, seed=0, lr=0.0005, data=str(tiny_synth), device="cpu",
-                    arch_options={"channels": [8, 8]}, dataset_identity=identity)
-        return RunConfig(**{**base, **kw}).resolved().run_id()
+                    arch_options={"channels": [8, 8]})
+        return RunConfig(**{**base, **kw}).for_dataset(ds).resolved().run_id()
 
     assert "2 runs (2 variants × 1 mel settings × 1 seeds)" in out
     assert run_id(epochs=4) in out and run_id(loss="triplet-city", alpha=0.5, epochs=6) in out

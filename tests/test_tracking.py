@@ -32,9 +32,9 @@ def only_run(results: Path) -> Path:
 
 def test_epoch_scalars_name_every_term() -> None:
     row = {"epoch": 3, "train_loss": 1.0, "train_ce": 0.5, "train_triplet": 0.05, "acc": 0.6, "unseen_acc": float("nan"),
-           "macro_acc": 0.55, "eval_loss": 1.2, "lr": 1e-3, "seconds": 2.0, "acc_city_milan": 0.4}
+           "macro_acc": 0.55, "log_loss": 1.2, "lr": 1e-3, "seconds": 2.0, "acc_city_milan": 0.4}
     assert epoch_scalars(row) == {"train/loss": 1.0, "train/ce": 0.5, "train/triplet": 0.05, "eval/acc": 0.6,
-                                  "eval/macro_acc": 0.55, "eval/loss": 1.2, "train/lr": 1e-3,
+                                  "eval/macro_acc": 0.55, "eval/log_loss": 1.2, "train/lr": 1e-3,
                                   "time/epoch_seconds": 2.0, "eval/acc_city_milan": 0.4}
 
 
@@ -50,7 +50,7 @@ def test_tensorboard_event_files(tiny_synth: Path, tmp_path: Path) -> None:
     epochs = pd.read_csv(run_dir / "epochs.csv")
     for column, tag in [("train_loss", "train/loss"), ("train_ce", "train/ce"), ("train_triplet", "train/triplet"),
                         ("acc", "eval/acc"), ("unseen_acc", "eval/unseen_acc"), ("lr", "train/lr"),
-                        ("eval_loss", "eval/loss")]:
+                        ("log_loss", "eval/log_loss")]:
         events = acc.Scalars(tag)
         assert [e.step for e in events] == [1, 2]
         assert [e.value for e in events] == pytest.approx(list(epochs[column]), rel=1e-6)
@@ -133,7 +133,8 @@ def test_mlflow_run_params_metrics_artifacts(tiny_synth: Path, tmp_path: Path, m
         assert [m.step for m in history] == [1, 2]
         assert [m.value for m in history] == pytest.approx(list(epochs[column]), rel=1e-6)
     summary = pd.read_json(run_dir / "summary.json", typ="series")
-    assert run.data.metrics["summary/acc_last10"] == pytest.approx(summary["acc_last10"])
+    assert run.data.metrics["summary/acc_score"] == pytest.approx(summary["acc_score"])
+    assert run.data.metrics["summary/score_macro_acc"] == pytest.approx(summary["scores"]["macro_acc"])
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.json", "epochs.csv", "summary.json", "predictions.npz", "checkpoint.pt"} <= artifacts
     local = client.download_artifacts(run.info.run_id, "config.json", str(tmp_path / "dl"))

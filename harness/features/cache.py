@@ -57,10 +57,15 @@ class Dataset(Protocol):
 
 
 def feature_key(stamp: str, cfg: FeatureConfig, audio: AudioSpec | None = None) -> str:
-    """sha256 of the dataset's stamp (identity and file times), its audio conversion (rate, channels,
-    length, pad rule), every feature setting and the format version."""
-    doc = {"format": FORMAT_VERSION, "identity": stamp, "config": cfg.to_dict(),
-           "audio": None if audio is None else audio.to_dict()}
+    """sha256 of the dataset's stamp (identity and file times), every feature setting, the format
+    version and, where clips are converted (resampled, down-mixed, padded), the conversion rule.
+
+    A spec that reads files as stored is fixed by the files themselves, which the stamp covers, so
+    it stays out and caches written before conversions existed keep their keys.
+    """
+    doc = {"format": FORMAT_VERSION, "identity": stamp, "config": cfg.to_dict()}
+    if audio is not None and not audio.exact:
+        doc["audio"] = audio.to_dict()
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 

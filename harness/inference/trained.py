@@ -77,18 +77,18 @@ def open_run(results: str | Path, name: str) -> TrainedRun:
 
 def rebuild_preprocessing(config: RunConfig, run_dir: Path) -> Preprocessing:
     """Recompute a run's contract from its training data (runs recorded before contracts were stored)."""
-    from harness.data.source import open_dataset
+    from harness.data.registry import open_dataset
     from harness.features.cache import load_features
-    from harness.features.logmel import FeatureConfig, band_stats
+    from harness.features.logmel import band_stats
     from harness.results.store import load_predictions
     from harness.runner.train import build_rows
 
-    ds = open_dataset(config.data, progress=False)
+    ds = open_dataset(config.data, dataset=config.dataset, progress=False, **config.data_options)
     if config.dataset_identity and ds.identity != config.dataset_identity:
         raise DataError(f"run {run_dir.name} has no {PREPROCESSING_FILE} and its training data at {config.data} has "
                         "changed since, so its normalisation statistics cannot be recomputed", run_dir)
     train_rows, _ = build_rows(ds, config)
-    feature_cfg = FeatureConfig(n_mels=config.n_mels)
+    feature_cfg = config.feature_config()
     feats = load_features(ds, feature_cfg, progress=False)
     mean, std = band_stats(feats, np.sort(train_rows))
     classes = [str(c) for c in load_predictions(run_dir)["classes"]]

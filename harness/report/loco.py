@@ -171,14 +171,14 @@ class LocoStatsTable(StatsTable):
 
 def dataset_domains(selection: Selection) -> tuple[str, ...] | None:
     """Every domain of the selected runs' dataset (the folds a complete grid has), if it is readable here."""
-    from harness.data.source import open_dataset
+    from harness.data.registry import open_dataset
     from harness.data.splits import domains
     from harness.errors import HarnessError
 
     if not selection.dataset:
         return None
     try:
-        ds = open_dataset(selection.dataset, progress=False)
+        ds = open_dataset(selection.dataset, dataset=selection.dataset_kind, progress=False)
     except (HarnessError, OSError):
         return None
     return tuple(domains(ds)) if ds.identity == selection.dataset_identity else None

@@ -156,7 +156,7 @@ def _pick(df: pd.DataFrame, column: str, wanted: str | None, what: str, notes: l
 def _one_precision(df: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
     """Runs of one training precision (bf16 changes the numbers): the one with most runs (runs
     stored before the option count as fp32); the others are named in a note."""
-    prec = df["precision"].fillna("fp32").replace("", "fp32") if "precision" in df else pd.Series("fp32", df.index)
+    prec = df["precision"].astype(object).fillna("fp32").replace("", "fp32") if "precision" in df else pd.Series("fp32", df.index)
     counts = prec.value_counts()
     if len(counts) <= 1:
         return df

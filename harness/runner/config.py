@@ -25,7 +25,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 #: data's path (its identity is hashed instead) and the preset (its values are filled in), and why a precision was chosen.
 NOT_HASHED = ("device", "data", "preset", "precision_reason")
 #: Fields added after run ids were first issued: hashed only when they differ from their default.
-HASHED_UNLESS_DEFAULT: dict[str, Any] = {"features": "dcase2019"}
+HASHED_UNLESS_DEFAULT: dict[str, Any] = {"features": "dcase2019", "data_options": {}}
+#: The dataset plugins that existed before plugins were named in the run id: the dataset identity
+#: alone tells them apart, so their name stays out of the hash and stored run ids stay valid.
+UNNAMED_DATASETS = (None, "synthetic", "tau2019", "tau2020-mobile")
 
 #: Shorthand flags for loss options: ``--alpha X`` is ``--loss-opt alpha=X``, one setting that
 #: lives in ``loss_options`` once resolved.
@@ -183,6 +186,10 @@ class RunConfig:
         for name, default in HASHED_UNLESS_DEFAULT.items():  # run ids from before these fields existed stay valid
             if out.get(name) == default:
                 del out[name]
+        if out.get("dataset") in UNNAMED_DATASETS:
+            del out["dataset"]
+        if not out.get("audio") or out["audio"].get("exact", True):  # as stored: fixed by the identity
+            del out["audio"]
         return out
 
     def feature_config(self) -> FeatureConfig:

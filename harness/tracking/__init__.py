@@ -23,7 +23,7 @@ TRACKERS = ("tensorboard", "mlflow")
 
 def epoch_scalars(row: dict[str, Any]) -> dict[str, float]:
     """An ``epochs.csv`` row as named scalars: ``train/<term>`` for every loss term, ``train/lr``,
-    ``eval/<metric>`` for every accuracy (overall, unseen, macro, per city and scene) and the loss."""
+    ``eval/<metric>`` for every evaluation metric (accuracy overall, unseen, macro, per domain and class; log loss)."""
     out = {}
     for key, value in row.items():
         if key == "epoch" or isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -32,14 +32,21 @@ def epoch_scalars(row: dict[str, Any]) -> dict[str, float]:
             tag = f"train/{key[len('train_'):]}"
         elif key == "lr":
             tag = "train/lr"
-        elif key.startswith("eval_"):
-            tag = f"eval/{key[len('eval_'):]}"
         elif key == "seconds":
             tag = "time/epoch_seconds"
         else:
             tag = f"eval/{key}"
         out[tag] = float(value)
     return out
+
+
+def summary_scalars(summary: dict[str, Any]) -> dict[str, float]:
+    """A finished run's scores as ``summary/<name>``: the scoring-window means (``acc_score``,
+    ``unseen_score`` and every metric under ``scores``), the final epoch's accuracies, wall time and size."""
+    values = {k: summary.get(k) for k in ("acc_score", "unseen_score", "acc_final", "unseen_final", "wall_s", "params")}
+    values.update({f"score_{k}": v for k, v in (summary.get("scores") or {}).items()})
+    return {f"summary/{k}": float(v) for k, v in values.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
 
 def flat_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from harness.errors import ConfigError
-from harness.tracking import epoch_scalars, flat_config
+from harness.tracking import epoch_scalars, flat_config, summary_scalars
 
 #: MLflow's end states for the runner's statuses.
 STATUS = {"complete": "FINISHED", "failed": "FAILED", "stopped": "KILLED"}
-SUMMARY_METRICS = ("acc_last10", "unseen_last10", "acc_final", "unseen_final", "wall_s", "params")
 #: Without these, a client retries an unreachable server with back-off for minutes; the harness
 #: prefers to find out in seconds (set them in the environment to choose otherwise).
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
@@ -134,7 +133,7 @@ class MlflowTracker:
         log_metrics(self.client, self.run_id, epoch_scalars(row), epoch)
 
     def finish(self, status: str, summary: dict[str, Any]) -> None:
-        final = {f"summary/{k}": float(summary[k]) for k in SUMMARY_METRICS if summary.get(k) is not None}
+        final = summary_scalars(summary)
         if final and status == "complete":
             log_metrics(self.client, self.run_id, final, int(summary.get("epochs_done") or 0))
         self.client.log_artifacts(self.run_id, str(self.dir))

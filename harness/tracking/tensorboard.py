@@ -8,10 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
-from harness.tracking import confusion_figure, epoch_scalars, flat_config
-
-#: Final summary values shown beside the hyper-parameters in TensorBoard's HParams view.
-SUMMARY_METRICS = ("acc_last10", "unseen_last10", "acc_final", "unseen_final")
+from harness.tracking import confusion_figure, epoch_scalars, flat_config, summary_scalars
 
 
 def check_installed() -> None:
@@ -54,7 +51,7 @@ class TensorBoardTracker:
         fig = confusion_figure(self.dir.parent) if status == "complete" else None
         if fig is not None:
             self.writer.add_figure("eval/confusion_matrix", fig, self.last_epoch, close=False)
-        metrics = {f"summary/{k}": float(summary[k]) for k in SUMMARY_METRICS if summary.get(k) is not None}
+        metrics = summary_scalars(summary)
         hparams = {k: hparam_value(v) for k, v in flat_config(self.config).items()}
         self.writer.add_hparams(hparams, metrics, run_name=".")
         self.writer.close()
