@@ -43,6 +43,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks.parity import markdown as parity_markdown
+from benchmarks.parity import parity
 from benchmarks.report import write_report
 
 HERE = Path(__file__).resolve().parent
@@ -359,31 +361,6 @@ def projection(rows: list[dict[str, Any]], default_impl: str) -> dict[str, Any]:
             "total_hours": round(total / 3600, 1), "total_days": round(total / 86400, 2)}
 
 
-def parity(results: Path | None) -> dict[str, Any]:
-    """Accuracy at fp32 and bf16 from the completed runs in a results folder (mean ± sample std over
-    seeds per architecture, loss and precision), or why there is none."""
-    if results is None:
-        return {"status": "not measured: no --parity-results folder given", "rows": []}
-    import pandas as pd
-
-    index = Path(results) / "index.csv"
-    if not index.exists():
-        return {"status": f"not measured: {index} does not exist", "rows": []}
-    df = pd.read_csv(index)
-    df = df[df["status"] == "complete"]
-    if "precision" not in df:
-        df["precision"] = "fp32"
-    rows = []
-    for (arch, loss, prec), g in df.groupby(["arch", "loss", "precision"]):
-        acc = 100 * g["acc_last10"].astype(float)
-        rows.append({"arch": arch, "loss": loss, "precision": prec, "runs": len(g), "seeds": sorted(g["seed"].tolist()),
-                     "acc_mean": round(float(acc.mean()), 2),
-                     "acc_std": round(float(acc.std(ddof=1)), 2) if len(g) > 1 else None,
-                     "epochs": sorted(set(g["epochs"].tolist()))})
-    return {"status": "measured" if rows else "not measured: no complete run", "rows": rows,
-            "source": str(results)}
-
-
 def markdown(rec: dict[str, Any]) -> str:
     from tabulate import tabulate
 
@@ -446,12 +423,7 @@ def markdown(rec: dict[str, Any]) -> str:
         lines += [f"Allocator (runner's `tune_cpu_allocator`): an 82 MB elementwise op takes {a['default']} ms with "
                   f"glibc's default malloc and {a['tuned']} ms with large blocks kept on the heap (fresh processes, "
                   "1 thread). Every configuration above runs with the tuned allocator, as `harness run` does.", ""]
-    pa = rec["parity"]
-    lines += ["## Accuracy parity, fp32 vs bf16", "", f"Status: {pa['status']}.", ""]
-    if pa["rows"]:
-        lines += [tabulate([[r["arch"], r["loss"], r["precision"], r["runs"], r["acc_mean"],
-                             "" if r["acc_std"] is None else r["acc_std"], r["epochs"]] for r in pa["rows"]],
-                           ["arch", "loss", "precision", "runs", "acc % mean", "std", "epochs"], tablefmt="github"), ""]
+    lines += parity_markdown(rec["parity"])
     p = rec["projection"]
     lines += [f"## Projected Table 1 grid ({rec['device']})", "",
               f"{len(p['variants'])} variants x {len(GRID_MELS)} feature sizes x {GRID_SEEDS} seeds x {GRID_EPOCHS} epochs, "
