@@ -7,7 +7,7 @@
 Reads the completed runs of a results folder (``index.csv``, each run's ``config.json`` and
 ``predictions.npz``), groups them by everything but precision and seed (architecture, loss,
 augmentation, mels, epochs, dataset), and for every group run at both precisions reports the score
-(``acc_last10``: the mean accuracy of the preset's last epochs) and unseen-city accuracy as mean ±
+(``acc_score``: the mean accuracy of the preset's last epochs) and unseen-city accuracy as mean ±
 sample std over seeds per precision, and decides whether bf16's difference is within the noise.
 
 The decision is the harness's own paired test (``harness.report.stats.compare``): the bf16 and
@@ -81,8 +81,8 @@ def parity(results: Path | None) -> dict[str, Any]:
     for key, g in df.groupby(GROUP, dropna=False, sort=True):
         what = dict(zip(GROUP, key))
         for prec, p in g.groupby("precision", sort=True):
-            acc, acc_sd = _mean_std(p["acc_last10"])
-            unseen, unseen_sd = _mean_std(p["unseen_last10"])
+            acc, acc_sd = _mean_std(p["acc_score"])
+            unseen, unseen_sd = _mean_std(p["unseen_score"])
             rows.append({**{k: what[k] for k in ("arch", "loss", "aug", "n_mels", "epochs")}, "precision": prec,
                          "runs": len(p), "seeds": sorted(int(s) for s in p["seed"]), "acc_mean": acc, "acc_std": acc_sd,
                          "unseen_mean": unseen, "unseen_std": unseen_sd,
@@ -103,7 +103,7 @@ def parity(results: Path | None) -> dict[str, Any]:
             if c is not None:
                 comparisons.append(c)
                 tests[subset] = c
-        fp, bf = (by[prec].loc[seeds, "acc_last10"].astype(float).to_numpy() for prec in ("fp32", "bf16"))
+        fp, bf = (by[prec].loc[seeds, "acc_score"].astype(float).to_numpy() for prec in ("fp32", "bf16"))
         t = sps.ttest_rel(bf, fp) if len(seeds) > 1 and np.ptp(bf - fp) > 0 else None  # undefined otherwise
         groups.append({"name": name, **{k: (v if not isinstance(v, np.generic) else v.item()) for k, v in what.items()},
                        "seeds": [int(s) for s in seeds], "tests": tests,

@@ -30,7 +30,7 @@ def _store(root, *, ssn_bf16_loses: int = 30, bf16: bool = True):
                 acc = float(ok.mean()) + 0.01 * seed
                 summary = {"run_id": run_id, "status": "complete", "arch": arch, "loss": loss, "aug": "none",
                            "n_mels": 40, "seed": seed, "epochs": 30, "preset": "quick", "split": "fold1",
-                           "dataset_identity": "fixture", "acc_last10": acc, "unseen_last10": acc - 0.1,
+                           "dataset_identity": "fixture", "acc_score": acc, "unseen_score": acc - 0.1,
                            "wall_s": 10.0 if prec == "fp32" else 8.0, "device": "cpu", "precision": prec,
                            "run_dir": f"runs/{run_id}"}
                 write_run(store, summary, ok, np.zeros((N_CLIPS, 4), np.float16), c)
