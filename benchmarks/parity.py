@@ -7,7 +7,7 @@
 Reads the completed runs of a results folder (``index.csv``, each run's ``config.json`` and
 ``predictions.npz``), groups them by everything but precision and seed (architecture, loss,
 augmentation, mels, epochs, dataset), and for every group run at both precisions reports the score
-(``acc_score``: the mean accuracy of the preset's last epochs) and unseen-city accuracy as mean ±
+(``acc_score``: the mean accuracy over the preset's scoring window) and unseen-city accuracy as mean ±
 sample std over seeds per precision, and decides whether bf16's difference is within the noise.
 
 The decision is the harness's own paired test (``harness.report.stats.compare``): the bf16 and
@@ -66,13 +66,14 @@ def parity(results: Path | None) -> dict[str, Any]:
         return {"status": "not measured: no parity results folder given", "rows": [], "groups": []}
     from scipy import stats as sps
 
-    from harness.report.stats import adjust_holm, compare, read_predictions
-    from harness.results.store import ResultsStore
+    from harness.report.stats import adjust_holm, compare, fmt_mde, read_predictions
+    from harness.results.store import RENAMED, ResultsStore
 
     results = Path(results)
     if not (results / "index.csv").exists():
         return {"status": f"not measured: {results / 'index.csv'} does not exist", "rows": [], "groups": []}
     df = ResultsStore(results).load_index()
+    df = df.rename(columns={old: new for old, new in RENAMED.items() if new not in df})  # older indexes
     df = df[df["status"] == "complete"].copy()
     if "precision" not in df:
         df["precision"] = "fp32"
@@ -116,7 +117,7 @@ def parity(results: Path | None) -> dict[str, Any]:
             out[subset] = {"clips": c.n_clips, "acc_bf16": round(c.acc_variant, 2), "acc_fp32": round(c.acc_baseline, 2),
                            "diff": round(c.diff, 2), "ci95": [round(c.ci[0], 2), round(c.ci[1], 2)],
                            "p": round(c.paired.p_value, 4), "p_holm": round(c.p_holm, 4),
-                           "mde": round(c.mde, 2) if np.isfinite(c.mde) else None}
+                           "mde": round(c.mde, 2) if np.isfinite(c.mde) else None, "mde_text": fmt_mde(c.mde)}
         grp["tests"] = out
         overall = out.get("overall")
         grp["within_noise"] = None if overall is None else bool(overall["p_holm"] >= ALPHA)
@@ -134,6 +135,8 @@ def markdown(rec: dict[str, Any]) -> list[str]:
     """The parity section (a list of lines), shared by this report and the training benchmark's."""
     from tabulate import tabulate
 
+    from harness.report.stats import fmt_p
+
     lines = ["## Accuracy parity, fp32 vs bf16", "", f"Status: {rec['status']}.", ""]
     if not rec["rows"]:
         return lines
@@ -141,25 +144,28 @@ def markdown(rec: dict[str, Any]) -> list[str]:
     lines += [f"Runs from `{rec['source']}`: CPU {', '.join(m.get('cpu', [])) or 'not recorded'} "
               f"(native bf16: {', '.join(m.get('cpu_bf16', [])) or 'not recorded'}), torch threads "
               f"{', '.join(map(str, m.get('torch_threads', []))) or 'not recorded'}. Score = mean accuracy of the "
-              "preset's last epochs on the official evaluate clips; mean ± sample std over seeds.", ""]
+              "preset's last epochs on the official evaluate clips; mean ± sample std over seeds. The runs' wall times (in the JSON) were taken on a shared machine: "
+              "`benchmarks.train` measures speed.", ""]
     table = [[r["arch"], r["loss"], r["n_mels"], r["epochs"], r["precision"], ", ".join(map(str, r["seeds"])),
               f"{r['acc_mean']:.2f} ± {r['acc_std'] if r['acc_std'] is not None else '—'}",
-              f"{r['unseen_mean']:.2f} ± {r['unseen_std'] if r['unseen_std'] is not None else '—'}",
-              f"{r['wall_s_mean']:.0f}"] for r in rec["rows"]]
-    lines += [tabulate(table, ["arch", "loss", "mels", "epochs", "precision", "seeds", "score %", "unseen %",
-                               "wall s (mean)"], tablefmt="github"), ""]
+              f"{r['unseen_mean']:.2f} ± {r['unseen_std'] if r['unseen_std'] is not None else '—'}"]
+             for r in rec["rows"]]
+    lines += [tabulate(table, ["arch", "loss", "mels", "epochs", "precision", "seeds", "score %", "unseen %"],
+                       tablefmt="github", disable_numparse=True), ""]
     if rec["groups"]:
         lines += [f"Paired test, bf16 − fp32 (decision: {rec['decision']}):", ""]
         gt = []
         for g in rec["groups"]:
             for subset, t in g["tests"].items():
                 gt.append([g["name"], subset, t["clips"], f"{t['diff']:+.2f}", f"[{t['ci95'][0]:+.2f}, {t['ci95'][1]:+.2f}]",
-                           t["p"], t["p_holm"], "—" if t["mde"] is None else f"{t['mde']:.2f}",
+                           fmt_p(t["p"]), fmt_p(t["p_holm"]), t["mde_text"],
                            ", ".join(f"{d:+.2f}" for d in g["score_diff_per_seed"]) if subset == "overall" else "",
-                           (g["score_ttest_p"] if g["score_ttest_p"] is not None else "—") if subset == "overall" else "",
+                           fmt_p(g["score_ttest_p"] if g["score_ttest_p"] is not None else float("nan"))
+                           if subset == "overall" else "",
                            ("within noise" if g["within_noise"] else "DIFFERS") if subset == "overall" else ""])
         lines += [tabulate(gt, ["configuration", "clips", "n", "Δ pts (final epoch)", "95 % CI", "p", "p Holm",
-                                "MDE pts", "Δ score per seed", "t-test p (seeds)", "verdict"], tablefmt="github"), ""]
+                                "MDE pts", "Δ score per seed", "t-test p (seeds)", "verdict"], tablefmt="github",
+                           disable_numparse=True), ""]
     return lines
 
 

@@ -1,0 +1,58 @@
+"""The speed benchmarks still drive the runner's code, and the bf16 probe's loops compute what they say."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from harness.precision import cpu_flags
+
+
+def test_train_benchmark_trainer_steps(tmp_path):
+    """``benchmarks.train`` wires the runner's Trainer to random features: one step and one evaluation run."""
+    import architectures  # noqa: F401
+    import losses  # noqa: F401
+    from benchmarks.train import Config, make_trainer
+
+    tr = make_trainer(Config("fcnn", 40, "fused", "fp32"), 4, torch.device("cpu"), 4, 4, tmp_path)
+    tr.train_epoch(1)
+    tr.predict()
+
+
+@pytest.mark.skipif("avx512_bf16" not in cpu_flags(), reason="this CPU has no avx512_bf16")
+def test_dpbf16_loops_match_a_reference():
+    from architectures.fused.build import compiler
+    from benchmarks import dpbf16
+
+    if compiler() is None:
+        pytest.skip("no C compiler")
+    rng = np.random.default_rng(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        lib = dpbf16.build(Path(tmp))
+        T, p = 100, dpbf16.p
+        z = np.zeros((T + 8, 16), np.float32)
+        z[3:T + 3] = rng.normal(size=(T, 16))
+        w = np.zeros((8, 16), np.float32)
+        w[:7] = rng.normal(size=(7, 16))
+        b = rng.normal(size=16).astype(np.float32)
+        want = b + sum(w[k] * z[k:k + T] for k in range(7))
+        y32, y16 = np.zeros((T, 16), np.float32), np.zeros((T, 16), np.float32)
+        pairs, xpairs = dpbf16.aligned(72 * 16), np.zeros(7 * T, np.uint32)  # scratch, alive during the calls
+        lib.dw_f32(p(z), p(w), p(b), p(y32), T, 1)
+        lib.dw_bf16(p(z), p(w), p(b), p(y16), T, p(pairs), 1)
+        np.testing.assert_allclose(y32, want, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(y16, want, rtol=0, atol=3e-2 * np.abs(want).max())
+        x = rng.normal(size=(14, T)).astype(np.float32)
+        ws = rng.normal(size=(14, 32)).astype(np.float32)
+        bs = rng.normal(size=32).astype(np.float32)
+        want = (bs + x.T @ ws).reshape(T, 2, 16).transpose(1, 0, 2)  # (channel block, T, 16)
+        s32, s16 = np.zeros((2, T, 16), np.float32), np.zeros((2, T, 16), np.float32)
+        lib.stem_f32(p(x), p(ws), p(bs), p(s32), T, 2, 1)
+        lib.stem_bf16(p(x), p(ws), p(bs), p(s16), T, 2, p(xpairs), 1)
+        np.testing.assert_allclose(s32, want, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(s16, want, rtol=0, atol=3e-2 * np.abs(want).max())
+        assert not np.array_equal(s16, s32)  # the bf16 loop really rounds
