@@ -216,7 +216,12 @@ def select_runs(index: pd.DataFrame, *, dataset: str | None = None, preset: str 
                      f"resumes them): {', '.join(map(str, stale['run_id'].head(3)))}{' …' if len(stale) > 3 else ''}")
     complete = df[df["status"] == "complete"]
     if split is None:
-        split = FOLDS if complete["split"].str.startswith("fold:").any() else "fold1"
+        if complete["split"].str.startswith("fold:").any():
+            split = FOLDS
+        elif (complete["split"] == "fold1").any() or complete.empty:
+            split = "fold1"
+        else:  # a dataset whose default protocol is neither (a manifest's given split): the newest run's
+            split = str(complete.sort_values("created")["split"].iloc[-1])
     # "loco" selects every leave-one-domain-out fold (splits loco:<domain>) at once; FOLDS every
     # cross-validation fold (fold:K).
     prefix = {"loco": "loco:", FOLDS: "fold:"}.get(split)
