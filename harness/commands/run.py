@@ -150,7 +150,10 @@ def summary_table(s: dict[str, Any], budget: str | None = None) -> str:
         ["config", f"{s['arch']} · {s['loss']} · aug {s['aug']} · {s['n_mels']} mels · seed {s['seed']}"],
         ["dataset", f"{s['dataset_kind']} ({s['dataset']})"],
         [f"overall acc % (mean last {k} / final)", f"{pct(s['acc_score'])} / {pct(s['acc_final'])}"],
-        [f"unseen acc % [{s['unseen_domains']}] (mean last {k} / final)", f"{pct(s['unseen_score'])} / {pct(s['unseen_final'])}"],
+        *([[f"macro acc % (mean last {k})", pct((s.get("scores") or {})["macro_acc"])]]
+          if "macro_acc" in (s.get("scores") or {}) else []),
+        *([[f"unseen acc % [{s['unseen_domains']}] (mean last {k} / final)", f"{pct(s['unseen_score'])} / {pct(s['unseen_final'])}"]]
+          if s.get("unseen_domains") else [["unseen acc %", "- (no unseen domain in this split)"]]),
         ["parameters", f"{int(s['params']):,}"],
         *complexity_rows(s, budget),
         ["wall time", f"{float(s['wall_s']):.1f} s"],

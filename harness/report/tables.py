@@ -43,7 +43,7 @@ def _dataset_title(name: str) -> str:
 
     DATASETS.load()
     plugin = DATASETS.plugins.get(name)
-    return f"{name}: {plugin.description.split(';')[0]}" if plugin else name
+    return f"{name}: {plugin.description.split(':')[0].split(';')[0]}" if plugin else name
 
 
 # -- the index and the choice of runs -----------------------------------------------------------
@@ -77,6 +77,12 @@ class Selection:
     unseen_clips: int | None = None  # filled in from a stored predictions.npz when one exists
     notes: list[str] = field(default_factory=list)
     folds: tuple[str, ...] = ()  # the pooled cross-validation splits (fold:K) when split == FOLDS
+
+    @property
+    def beside_paper(self) -> bool:
+        """Whether the paper's numbers belong beside these: its own dataset, or the synthetic stand-in
+        built in its layout (labelled not comparable); never another dataset's numbers."""
+        return self.dataset_kind in (None, "synthetic", PAPER_DATASET)
 
     @property
     def score_last(self) -> int:
@@ -406,6 +412,8 @@ class Table1:
         unit = "" if self.metric == "log_loss" else ", in percent"
         paper = (f"; the paper averages {p.get('runs_per_config', 2)} runs of {p.get('epochs', 200)} epochs. Δ = ours − paper"
                  if self.metric == "acc" else "; the paper reports accuracy only")
+        if not self.selection.beside_paper:
+            paper = f"; the paper's values are left out: they are on {PAPER_DATASET}, not this dataset"
         over = f"seeds × {len(self.selection.folds)} folds (folds pooled)" if self.selection.folds else "seeds"
         return [self.selection.describe(),
                 f"Cells: mean ± sample std (ddof=1) over {over} of each run's {self.metric} and {unseen_name(self.metric)} "
@@ -446,13 +454,14 @@ def build_table1(index: pd.DataFrame, *, dataset: str | None = None, preset: str
                 cells[(v.name, m, which)] = Cell(
                     v, m, which, tuple(scale * float(x) for x in vals[ok]), tuple(int(s) for s in rows["seed"][ok]),
                     tuple(str(r) for r in rows["run_id"][ok]),
-                    paper.accuracy(v.paper_key, which, m) if metric == "acc" else None)
+                    paper.accuracy(v.paper_key, which, m) if metric == "acc" and sel.beside_paper else None)
             have = {(int(s), sp) for s, sp in zip(rows["seed"], rows["split"])}
             for s in seeds:
                 for sp in sel.folds or (sel.split,):
                     if (s, sp) not in have:
                         missing.append(MissingRun(v.name, m, s, v.command(m, s, sel.preset, sel.data_arg,
-                                                                          sel.unseen_protocol, results, split=sp)))
+                                                                          sel.unseen_protocol, results,
+                                                                          split=None if sp == FOLDS else sp)))
     if results is not None and len(runs):
         sel.unseen_clips = _unseen_clips(Path(results), runs)
     return Table1(sel, cells, tuple(variants), tuple(mels), tuple(seeds), missing, paper, runs, metric=metric)

@@ -312,7 +312,7 @@ class Trainer:
             "run_id": self.run_id, "status": status, "arch": cfg.arch, "loss": cfg.loss, "aug": cfg.aug,
             "n_mels": cfg.n_mels, "seed": cfg.seed, "alpha": getattr(self.loss_fn, "alpha", None),
             "gamma": getattr(self.loss_fn, "gamma", None), "epochs": cfg.epochs, "batch_size": cfg.batch_size,
-            "lr": cfg.lr, "preset": cfg.preset, "split": cfg.split, "dataset": str(self.ds.root),
+            "lr": cfg.lr, "preset": cfg.preset, "split": cfg.split, "dataset": self.data_path(),
             "dataset_kind": self.ds.name, "dataset_identity": self.ds.identity, "unseen_protocol": self.ev.protocol,
             "unseen_domains": domains_label(self.ev.unseen_domains, self.ds.domain_kind),
             "acc_score": scores.get("acc"), "unseen_score": scores.get("unseen_acc"), "score_window": window,
@@ -323,6 +323,11 @@ class Trainer:
             "precision": cfg.precision, **implementation(self.model),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "run_dir": f"runs/{self.run_id}",
         }
+
+    def data_path(self) -> str:
+        """Where the data was read from, as ``--data`` takes it again: the folder, or the manifest file itself."""
+        given = Path(self.cfg.data).expanduser()
+        return str(given.resolve()) if given.is_file() else str(self.ds.root)
 
     def complexity(self) -> dict[str, Any]:
         """Parameter memory and MACs per second of audio on this run's front end, counted as the DCASE challenge does."""
@@ -392,8 +397,10 @@ class Trainer:
             history.append(entry)  # only once stored: a failed run's record counts the epochs it kept
             self.wall = wall
             if self.verbose:
+                unseen = metrics["unseen_acc"]
+                unseen = f"unseen {100 * unseen:.2f}%  " if unseen == unseen else ""  # NaN: no unseen domain
                 tqdm.write(f"epoch {epoch}/{cfg.epochs}  loss {metrics['train_loss']:.3f}  "
-                           f"acc {100 * metrics['acc']:.2f}%  unseen {100 * metrics['unseen_acc']:.2f}%  "
+                           f"acc {100 * metrics['acc']:.2f}%  macro {100 * metrics['macro_acc']:.2f}%  {unseen}"
                            f"({seconds:.1f}s)")
             if self.tracker is not None:
                 self.tracker.log_epoch(epoch, history[-1])
