@@ -81,3 +81,23 @@ def test_entry_point_plugin_trains_end_to_end_with_its_own_classes(birds_plugin,
     assert config["dataset"]["name"] == "birds" and config["dataset"]["audio"]["exact"] is False
     epochs = pd.read_csv(run / "epochs.csv")
     assert {"acc_class_crow", "acc_domain_mic1"} <= set(epochs.columns)
+
+
+@pytest.mark.slow
+def test_a_manifest_file_is_recorded_as_given(tmp_path: Path, capsys) -> None:
+    """A manifest named other than manifest.csv: the record and the table's commands name the file."""
+    data = tmp_path / "clips"
+    write_manifest(data, columns=("domain", "group", "fold"), groups_per=4, seconds=1.0, rate=8000)
+    labels = data / "labels.csv"
+    (data / "manifest.csv").rename(labels)
+    results = tmp_path / "results"
+    code = main(["run", "--data", str(labels), "--arch", "dcase-baseline", "--epochs", "1", "--batch-size", "8",
+                 "--results", str(results), "--no-progress", "--device", "cpu"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "unseen nan" not in out.out and "no unseen domain in this split" in out.out
+    row = pd.read_csv(results / "index.csv").iloc[0]
+    assert row["dataset"] == str(labels.resolve()) and row["dataset_kind"] == "csv"
+    assert main(["table", "--results", str(results)]) == 0
+    table = capsys.readouterr().out
+    assert f"--data {labels.resolve()}" in table and "(paper)" in table and "values are left out" in table

@@ -358,6 +358,9 @@ def test_tables_pool_folds_and_pair_statistics_over_folds(tmp_path: Path) -> Non
     assert len(missing) == 6 and "--split fold:2" in missing[1].command
     macro = build_table1(index, mels=(40,), seeds=(0, 1), results=tmp_path, metric="macro_acc")
     assert macro.cells[("FCNN-spec", 40, "overall")].mean == pytest.approx(expected.mean())
+    # The paper's TAU 2019 numbers are not put beside another dataset's.
+    assert not t.selection.beside_paper and cell.paper is None and cell.diff is None
+    assert any("the paper's values are left out" in n for n in t.notes())
     stats = build_stats(t.runs, t.selection, tmp_path, mels=(40,))
     spec = [c for c in stats.comparisons if c.variant == "FCNN-spec" and c.subset == "overall"][0]
     assert spec.n_clips == 60 and spec.seeds == (0, 1)  # every fold's test clips, paired per seed
