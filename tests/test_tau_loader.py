@@ -295,3 +295,21 @@ def test_bom_and_missing_test_file_are_accepted(broken: Path) -> None:
     meta.write_bytes(b"\xef\xbb\xbf" + data)
     (broken / "evaluation_setup/fold1_test.csv").unlink()
     assert len(tau.load_dataset(broken).clips) == 48
+
+
+def test_identity_is_the_one_first_issued(tmp_path: Path) -> None:
+    """Run ids hash the dataset identity: its formula for the TAU layouts must not drift, or every
+    stored run of a results folder would look missing and be trained again."""
+    import hashlib
+
+    from harness.data.registry import open_dataset
+    from harness.data.tau import FOLD_FILES
+
+    root = write_tau(tmp_path / "tau", seconds=1.0, sample_rate=8000)
+    ds = open_dataset(root, progress=False)
+    h = hashlib.sha256()  # the formula as first issued: metadata contents, then every file's name and size
+    for rel in ("meta.csv", *FOLD_FILES.values()):
+        h.update(rel.encode() + b"\0" + hashlib.sha256((root / rel).read_bytes()).digest())
+    for name in sorted(ds.clips["filename"]):
+        h.update(f"{name}\t{(root / name).stat().st_size}\n".encode())
+    assert ds.identity == h.hexdigest()

@@ -202,7 +202,7 @@ def fingerprint(root: Path, metadata: Iterable[str | Path], stats: Iterable[tupl
 
     Stat only, so it costs no audio reads.
     """
-    h = hashlib.sha256(salt.encode() + b"\0")
+    h = hashlib.sha256(salt.encode() + b"\0" if salt else b"")  # no salt: the TAU layouts' identities as first issued
     for rel in metadata:
         path = root / rel
         name = str(Path(rel).as_posix()) if not Path(rel).is_absolute() else path.name
