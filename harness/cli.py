@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
+from contextlib import contextmanager
+from typing import Iterator
 
 from harness import __version__
-from harness.errors import HarnessError, StorageError
+from harness.errors import HarnessError, StorageError, Terminated
 
 #: Sub-command modules, in the order ``harness --help`` lists them.
 COMMANDS = ("run", "tune", "grid", "table", "report", "predict", "export", "list", "env", "data")
@@ -55,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         attach_command_line(parser, args, argv)
-        return int(args.func(args) or 0)
+        with sigterm_as_interrupt():
+            return int(args.func(args) or 0)
     except HarnessError as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -63,9 +68,28 @@ def main(argv: list[str] | None = None) -> int:
         error = StorageError.from_os(exc, verb="cannot access")
         print(f"harness: error: {error}", file=sys.stderr)
         return error.exit_code
-    except KeyboardInterrupt:
-        print("harness: interrupted; completed work is kept, re-run the same command to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"harness: {what}; completed work is kept, re-run the same command to resume", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` while a command runs, so a run stopped by ``kill`` or a
+    batch scheduler is marked failed with its reason (not left looking alive) and resumes later."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def attach_command_line(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> None:

@@ -52,3 +52,7 @@ class TrainingError(HarnessError):
     """Training cannot go on (non-finite loss, out of memory, device missing)."""
 
     exit_code = 3
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's stop, ``kill``): stopped as Ctrl-C stops, so a run is marked and resumable."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -170,3 +171,24 @@ def test_config_validation() -> None:
         RunConfig(preset="fast").resolved()
     assert RunConfig(aug="spec,mixup").resolved().aug == "mixup,spec"
     assert RunConfig(preset="paper").resolved().epochs == 200
+
+
+def test_sigterm_marks_the_run_failed_and_it_resumes(tiny_synth: Path, tmp_path: Path) -> None:
+    args = ["--arch", "fcnn", "--data", str(tiny_synth), "--epochs", "4", "--batch-size", "16", "--device", "cpu",
+            "--seed", "6", "--no-progress", "--results", str(tmp_path)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(tmp_path.glob("runs/*/epochs.csv")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "terminated (SIGTERM)" in err and "Traceback" not in err
+    row = pd.read_csv(tmp_path / "index.csv").iloc[0]
+    assert row["status"] == "failed"  # not left "running" for liveness to guess at
+    failure = json.loads(next(tmp_path.glob("runs/*/failure.json")).read_text())
+    assert failure["error"] == "terminated (SIGTERM)"
+    assert main(["run", *args]) == 0
+    assert pd.read_csv(tmp_path / "index.csv").iloc[0]["status"] == "complete"
+    assert len(pd.read_csv(next(tmp_path.glob("runs/*/epochs.csv")))) == 4

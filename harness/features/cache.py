@@ -278,6 +278,7 @@ def _keep_buffers_on_heap() -> None:
 def _init_worker(writer: _RowWriter) -> None:
     global _WORKER
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (it terminates the pool)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's SIGTERM handler is not the worker's: pool.terminate() ends it
     torch.set_num_threads(1)  # one process per core; intra-op threads would only compete
     _keep_buffers_on_heap()
     _WORKER = writer

@@ -26,7 +26,7 @@ from harness.atomic import atomic_path, write_json
 from harness.data.registry import open_dataset
 from harness.data.splits import inner_validation, make_split
 from harness.complexity import measure_per_second
-from harness.errors import ConfigError, DataError, HarnessError, StorageError, TrainingError
+from harness.errors import ConfigError, DataError, HarnessError, StorageError, Terminated, TrainingError
 from harness.features.cache import load_features
 from harness.features.logmel import band_stats
 from harness.metrics import Predictions, compute, window_scores
@@ -370,7 +370,7 @@ class Trainer:
         Best effort: when the store itself is what failed, the row is left to look stale."""
         reason = str(exc) or type(exc).__name__
         if isinstance(exc, KeyboardInterrupt):
-            reason = "interrupted"
+            reason = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
         try:
             write_json(self.dir / FAILURE_FILE, {"error": reason, "type": type(exc).__name__,
                                                  "epochs_done": len(history), "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
