@@ -92,7 +92,9 @@ def add_data_options(d: argparse._ActionsContainer) -> None:
                         "or 'synthetic' for the embedded synthetic dataset (default)")
     d.add_argument("--dataset", metavar="NAME", help="read --data with this dataset plugin instead of detecting the "
                                                      "layout (see `harness list --kind data`)")
-    d.add_argument("--subset", help="a subset the dataset plugin defines, e.g. esc10 for esc50")
+    d.add_argument("--subset", help="a subset the dataset plugin defines: esc10 for esc50; 5|10|25|50|100 for "
+                                    "tau2022-mobile (train on the DCASE 2024 split{N}.csv, score on test.csv; the "
+                                    "split files' folder: --data-opt splits=DIR, default DATA/split_setup)")
     d.add_argument("--data-opt", action="append", metavar="KEY=VALUE",
                    help="dataset plugin option, repeatable (see `harness list --kind data`)")
 

@@ -120,6 +120,9 @@ class Dataset:
     is_synthetic: bool = False
     title: str = ""  # one line naming the dataset, for summaries and table notes
     options: dict[str, Any] = field(default_factory=dict)
+    #: Plugin options that name files outside ``root`` (``splits=DIR``): needed to open the dataset
+    #: again, but a location, not a setting, so they stay out of run ids (their contents are in ``identity``).
+    paths: dict[str, str] = field(default_factory=dict)
 
     # -- audio -----------------------------------------------------------------------------
     @property
@@ -163,7 +166,7 @@ class Dataset:
     def record(self) -> dict[str, Any]:
         """What a run stores about its data (config.json)."""
         return {"name": self.name, "title": self.title, "root": str(self.root), "identity": self.identity,
-                "synthetic": self.is_synthetic, "options": dict(self.options), "classes": list(self.classes),
+                "synthetic": self.is_synthetic, "options": dict(self.options), "paths": dict(self.paths), "classes": list(self.classes),
                 "domain_kind": self.domain_kind, "audio": self.audio.to_dict(), "clips": len(self.clips)}
 
 

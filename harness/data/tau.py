@@ -270,7 +270,7 @@ def _is_2020(root: Path) -> bool:
 
 
 def _is_synthetic(root: Path) -> bool:
-    return (root / SYNTHETIC_MARKER).is_file() and (root / "meta.csv").is_file()
+    return (root / SYNTHETIC_MARKER).is_file() and _tau_sources(root) is not None
 
 
 _LOOKS_FOR = "meta.csv (filename, scene_label, identifier, source_label) + evaluation_setup/fold1_*.csv"

@@ -83,7 +83,8 @@ def rebuild_preprocessing(config: RunConfig, run_dir: Path) -> Preprocessing:
     from harness.results.store import load_predictions
     from harness.runner.train import build_rows
 
-    ds = open_dataset(config.data, dataset=config.dataset, progress=False, **config.data_options)
+    ds = open_dataset(config.data, dataset=config.dataset, progress=False, **config.data_options,
+                      **config.data_paths)
     if config.dataset_identity and ds.identity != config.dataset_identity:
         raise DataError(f"run {run_dir.name} has no {PREPROCESSING_FILE} and its training data at {config.data} has "
                         "changed since, so its normalisation statistics cannot be recomputed", run_dir)

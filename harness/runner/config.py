@@ -23,7 +23,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 #: Fields that do not change what a run computes, so they stay out of the run id: the device, the
 #: data's path (its identity is hashed instead) and the preset (its values are filled in), and why a precision was chosen.
-NOT_HASHED = ("device", "data", "preset", "precision_reason")
+NOT_HASHED = ("device", "data", "data_paths", "preset", "precision_reason")
 #: Fields added after run ids were first issued: hashed only when they differ from their default.
 HASHED_UNLESS_DEFAULT: dict[str, Any] = {"features": "dcase2019", "data_options": {}}
 #: The dataset plugins that existed before plugins were named in the run id: the dataset identity
@@ -57,6 +57,9 @@ class RunConfig:
     dataset: str | None = None
     #: Options of the dataset plugin (``subset=esc10``); part of the run id.
     data_options: dict[str, Any] = field(default_factory=dict)
+    #: Dataset plugin options that are locations (``splits=DIR``): filled in by :meth:`for_dataset`
+    #: from ``Dataset.paths``; not hashed (the files' contents are in the dataset identity).
+    data_paths: dict[str, str] = field(default_factory=dict)
     #: None = the dataset's default protocol (fold1 on TAU, fold:1 on cross-validation data).
     split: str | None = None
     unseen: str = "official"
@@ -161,7 +164,7 @@ class RunConfig:
         from harness.data.splits import make_split
 
         cfg = replace(self, dataset=ds.name, dataset_identity=ds.identity, data_options=dict(ds.options),
-                      audio=ds.audio.to_dict(), split=self.split or ds.protocols.default_split)
+                      data_paths=dict(ds.paths), audio=ds.audio.to_dict(), split=self.split or ds.protocols.default_split)
         make_split(ds, cfg.split, unseen=cfg.unseen)
         return cfg
 

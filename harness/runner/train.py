@@ -156,7 +156,7 @@ class Trainer:
         if self.device.type == "cpu":
             tune_cpu_allocator()
         self.ds = open_dataset(cfg.data, dataset=cfg.dataset, progress=progress, announce=self.verbose,
-                               **cfg.data_options)
+                               **cfg.data_options, **cfg.data_paths)
         self.cfg = cfg = cfg.for_dataset(self.ds)
         self.run_id = cfg.run_id()
         self.dir = store.run_dir(self.run_id)
