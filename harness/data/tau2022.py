@@ -34,7 +34,8 @@ NAME = "tau2022-mobile"
 SUBSETS = (5, 10, 25, 50, 100)
 SPLITS_DIRNAME = "split_setup"
 ZENODO_2022 = "https://zenodo.org/record/6337421"
-SPLITS_SOURCE = "the DCASE 2024 Task 1 baseline's release files (github.com/CPJKU/dcase2024_task1_baseline)"
+SPLITS_SOURCE = ("the DCASE 2024 Task 1 baseline (https://github.com/CPJKU/dcase2024_task1_baseline/releases/download/"
+                 "files/split5.csv, …, test.csv)")
 #: ``audio/<scene>-<city>-<location>-<segment>-<piece>-<device>.wav``: the 2020 name plus the 1-s piece.
 _FILENAME = re.compile(r"^audio/([a-z_]+-[a-z]+-\d+-\d+)-\d+-[a-z0-9]+\.wav$")
 
