@@ -14,7 +14,7 @@ from harness import __version__
 from harness.errors import HarnessError, StorageError, Terminated
 
 #: Sub-command modules, in the order ``harness --help`` lists them.
-COMMANDS = ("run", "tune", "grid", "table", "report", "predict", "export", "list", "env", "data")
+COMMANDS = ("run", "evaluate", "tune", "grid", "table", "report", "predict", "export", "list", "env", "data")
 
 
 class Parser(argparse.ArgumentParser):

@@ -190,6 +190,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dump_config:
         print(dump_config(args, "run"), end="")
         return 0
+    from harness.inference.evaluate import parse_precisions
+
+    precisions = parse_precisions(args.eval_precision, "--eval-precision")  # checked before training
     if args.budget:
         from harness.complexity import load_budget
 
@@ -209,6 +212,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if record is not None and summary["run_id"] != record.run_id and not changed & set(cfg.hashed_fields()):
         print(f"note: this run's id {summary['run_id']} differs from the record's {record.run_id}: the dataset's "
               "content or this version's configuration hash differs", file=sys.stderr)
+    if precisions:
+        from harness.inference.evaluate import evaluate_run
+
+        summary = evaluate_run(summary["run_id"], results, precisions, progress=not args.no_progress)
     print(summary_table(summary, args.budget))
     return 0
 
@@ -232,6 +239,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", default="dcase2024", metavar="NAME|FILE",
                    help="complexity budget the summary judges the model against: dcase2024 (128 kB of parameters, "
                         "30 M MACs per second) or a JSON file with param_bytes and macs_per_second (default: dcase2024)")
+    p.add_argument("--eval-precision", metavar="fp16|int8|fp16,int8",
+                   help="after training, score the model again at reduced precision, as `harness evaluate RUN "
+                        "--precision` (int8 calibrated on training clips only); summary.json keeps each accuracy and "
+                        "parameter memory")
     p.add_argument("--params-from", metavar="STUDY", help="take α, γ (and lr if tuned) from the best trial of this Optuna study")
     p.add_argument("--from", dest="from_run", metavar="RUN_ID",
                    help="rerun a stored run's exact configuration (its config.json; a run id in --results, a run folder "
