@@ -782,6 +782,11 @@ def generate(
     interrupted run never leaves a complete-looking ``root``. An existing non-empty ``root`` is
     refused unless ``overwrite``. ``workers`` processes (default: the usable cores) share the work.
     """
+    return write_folder(root, lambda work: _fill(cfg, work, progress, workers), overwrite)
+
+
+def write_folder(root: str | Path, fill: Callable[[Path], None], overwrite: bool = False) -> Path:
+    """``fill(work)`` a sibling work folder, then rename it to ``root``: all or nothing (see :func:`generate`)."""
     root = Path(root).expanduser()
     if _non_empty(root) and not overwrite:
         raise ConfigError("output folder exists and is not empty (pass overwrite=True / --overwrite)", root)
@@ -789,7 +794,7 @@ def generate(
     try:
         if work.exists():
             shutil.rmtree(work)
-        _fill(cfg, work, progress, workers)
+        fill(work)
         _publish(work, root, overwrite)
     except OSError as exc:  # a folder that cannot be written: one line naming it, nothing left
         raise StorageError.from_os(exc, root, "cannot write the synthetic dataset") from exc

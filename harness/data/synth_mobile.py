@@ -21,7 +21,6 @@ import hashlib
 import io
 import json
 import math
-import shutil
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ import soundfile as sf
 
 from harness.data import synth
 from harness.data.tau2022 import SPLITS_DIRNAME, SUBSETS
-from harness.errors import ConfigError, StorageError
+from harness.errors import ConfigError
 
 DATASET_DIRNAME = "TAU-urban-acoustic-scenes-2022-mobile-development"
 REAL_DEVICES = ("a", "b", "c")
@@ -172,21 +171,7 @@ def nested_subsets(cfg: MobileSynthConfig, recs: list[Recording]) -> dict[int, s
 
 def generate(cfg: MobileSynthConfig, root: str | Path, progress: bool = True, overwrite: bool = False) -> Path:
     """Write the dataset (and ``split_setup/``) to ``root`` atomically, as :func:`harness.data.synth.generate`; returns ``root``."""
-    root = Path(root).expanduser()
-    if synth._non_empty(root) and not overwrite:
-        raise ConfigError("output folder exists and is not empty (pass --overwrite)", root)
-    work = synth._partial_dir(root)
-    try:
-        if work.exists():
-            shutil.rmtree(work)
-        _fill(cfg, work, progress)
-        synth._publish(work, root, overwrite)
-    except OSError as exc:  # a folder that cannot be written: one line naming it, nothing left
-        raise StorageError.from_os(exc, root, "cannot write the synthetic dataset") from exc
-    finally:
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
-    return root
+    return synth.write_folder(root, lambda work: _fill(cfg, work, progress), overwrite)
 
 
 def _fill(cfg: MobileSynthConfig, work: Path, progress: bool) -> None:
