@@ -34,6 +34,12 @@ class Kind:
     scalar: type | None
     length: int | None = None  # set for tuples
 
+    def label(self) -> str:
+        """A type as ``harness list`` shows it: ``int``, ``float``, ``bool``, ``str``, ``int×2``, ``any``."""
+        if self.scalar is None:
+            return "any"
+        return self.scalar.__name__ + ("" if self.length is None else f"×{self.length}")
+
     def describe(self) -> str:
         if self.scalar is None:
             return "a value"

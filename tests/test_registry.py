@@ -84,8 +84,8 @@ def test_entry_point_plugins_are_discovered(third_party, capsys: pytest.CaptureF
     assert all(n in ARCHITECTURES.names() + LOSSES.names() for n in BUILTIN)
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert "toy-arch" in out and "width=8" in out and "toy_asc_plugin" in out
-    assert "toy-loss" in out and "scale=1.0" in out
+    assert "toy-arch" in out and "width: int = 8" in out and "toy_asc_plugin" in out
+    assert "toy-loss" in out and "scale: float = 1.0" in out
 
 
 def test_harness_list_shows_every_plugin_with_options(capsys: pytest.CaptureFixture[str]) -> None:
@@ -93,7 +93,8 @@ def test_harness_list_shows_every_plugin_with_options(capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     for name in BUILTIN + ["timm/<model>"]:
         assert name in out
-    assert "kernel_size=7" in out and "alpha=0.2" in out and "gamma=10.0" in out
+    assert "kernel_size: int = 7" in out and "alpha: float = 0.2" in out and "gamma: float = 10.0" in out
+    assert "channels: int×2 = (32, 64)" in out  # types as --arch-opt parses them
     assert "harness.architectures" in out and "harness.losses" in out
     assert main(["list", "--kind", "loss"]) == 0
     out = capsys.readouterr().out

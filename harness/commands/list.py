@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 from typing import Any
 
 from tabulate import tabulate
 
 from harness.data.registry import DATASETS
+from harness.options import kind_of
 from harness.registry import ARCHITECTURES, LOSSES, Registry
 
 
-def format_options(options: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in options.items()) or "-"
+def format_options(params: dict[str, inspect.Parameter]) -> str:
+    """``name: type = default`` per declared option, the type as values given on the command line are parsed."""
+    out = []
+    for name, p in params.items():
+        default = None if p.default is p.empty else p.default
+        out.append(f"{name}: {kind_of(p).label()} = {default!r}" if isinstance(default, str)
+                   else f"{name}: {kind_of(p).label()} = {default}")
+    return ", ".join(out) or "-"
 
 
 def plugin_rows(registry: Registry) -> list[list[str]]:
@@ -23,7 +31,7 @@ def plugin_rows(registry: Registry) -> list[list[str]]:
         plugin = registry.plugins[name]
         builtin = plugin.module.startswith(registry.builtin_package.rsplit(".", 1)[0])
         desc = plugin.description if builtin else f"{plugin.description} [{plugin.module}]".strip()
-        rows.append([name, desc, format_options(plugin.options(registry.hidden_args))])
+        rows.append([name, desc, format_options(plugin.parameters(registry.hidden_args))])
     return rows
 
 
@@ -39,7 +47,7 @@ def render(kind: str = "all") -> str:
         rows = plugin_rows(registry)
         if what == "data":
             rows = [r + [DATASETS.layouts[r[0]].looks_for if r[0] in DATASETS.layouts else "(use --dataset)"] for r in rows]
-        headers = ["name", "description", "options (defaults)"] + (["detected from"] if what == "data" else [])
+        headers = ["name", "description", "options (type = default)"] + (["detected from"] if what == "data" else [])
         parts.append(tabulate(rows, headers=headers))
         for prefix, plugin in sorted(registry.prefixes.items()):
             parts.append(f"{prefix}<model>: {plugin.description}; extra --arch-opt options go to timm.create_model"
