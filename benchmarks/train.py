@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from types import SimpleNamespace
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -92,6 +93,7 @@ def sync(device: torch.device) -> None:
 def make_trainer(cfg: Config, batch_size: int, device: torch.device, pool: int, eval_clips: int, tmp: Path) -> Any:
     """A ``Trainer`` wired to random resident features instead of a dataset: the runner's own
     ``build``, ``train_epoch`` and ``predict`` do the work."""
+    from harness.features.logmel import FeatureConfig
     from harness.runner.config import RunConfig
     from harness.runner.train import EvalSet, Trainer
 
@@ -106,6 +108,8 @@ def make_trainer(cfg: Config, batch_size: int, device: torch.device, pool: int, 
     feats = (torch.randn((pool, 2, cfg.n_mels, N_FRAMES), generator=g) * 4 - 20).half()
     tr.ds = SimpleNamespace(classes=tuple(f"class{i}" for i in range(10)))  # what build() reads of a dataset
     tr.n_frames = N_FRAMES
+    tr.features = FeatureConfig(n_mels=cfg.n_mels)
+    tr.ds = SimpleNamespace(classes=tuple(f"class{i}" for i in range(10)), audio=SimpleNamespace(sample_rate=48000))
     tr.mean = torch.full((2, cfg.n_mels, 1), -20.0, device=device)
     tr.std = torch.full((2, cfg.n_mels, 1), 4.0, device=device)
     tr.x_train = feats.to(device)

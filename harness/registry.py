@@ -1,11 +1,11 @@
-"""Plugin registries for architectures and losses.
+"""Plugin registries for architectures, losses and augmentations.
 
 Modelled on timm's ``register_model`` / ``create_model``: a decorator maps a factory to a
 name, ``create_*`` drops keyword arguments that are ``None`` (so generic CLI flags never
 break a plugin that does not take them) and rejects the ones a plugin does not accept.
-Built-in plugins live in the top-level ``architectures`` and ``losses`` packages; third
-parties add theirs through the entry-point groups ``harness.architectures`` and
-``harness.losses`` (an entry point may name a module that registers itself on import, or
+Built-in plugins live in the top-level ``architectures``, ``losses`` and ``augmentations``
+packages; third parties add theirs through the entry-point groups ``harness.architectures``,
+``harness.losses`` and ``harness.augmentations`` (an entry point may name a module that registers itself on import, or
 a factory that is registered under the entry point's name).
 """
 
@@ -56,7 +56,7 @@ class Plugin:
 class Registry:
     """Name → factory, with prefix resolvers (``timm/<model>``) and entry-point discovery."""
 
-    kind: str  # "architecture" or "loss"
+    kind: str  # "architecture", "loss" or "augmentation"
     builtin_package: str
     entry_point_group: str
     flag: str  # the command-line flag of its options: --arch-opt / --loss-opt
@@ -151,9 +151,12 @@ class Registry:
 
 ARCHITECTURES = Registry("architecture", "architectures", "harness.architectures", "--arch-opt", ARCH_STANDARD_ARGS)
 LOSSES = Registry("loss", "losses", "harness.losses", "--loss-opt")
+#: Augmentation factories take ``ctx`` (a ``harness.augmentation.AugmentContext``) and their options.
+AUGMENTATIONS = Registry("augmentation", "augmentations", "harness.augmentations", "--aug-opt", ("ctx",))
 
 register_architecture = ARCHITECTURES.register
 register_loss = LOSSES.register
+register_augmentation = AUGMENTATIONS.register
 
 
 def create_architecture(name: str, **kwargs: Any):
@@ -164,3 +167,8 @@ def create_architecture(name: str, **kwargs: Any):
 def create_loss(name: str, **kwargs: Any):
     """Build a registered loss: ``create_loss("triplet-city", alpha=0.2, gamma=10)``."""
     return LOSSES.create(name, **kwargs)
+
+
+def create_augmentation(name: str, ctx: Any, **options: Any):
+    """Build a registered augmentation: ``create_augmentation("freq-mixstyle", ctx, p=0.4)``."""
+    return AUGMENTATIONS.create(name, ctx=ctx, **options)

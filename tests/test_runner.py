@@ -69,8 +69,11 @@ def test_record_is_complete(tiny_synth: Path, tmp_path: Path) -> None:
 
 
 def test_resume_after_sigkill_matches_uninterrupted(tiny_synth: Path, tmp_path: Path) -> None:
+    """Also with a warm-up + cosine schedule stepped every batch and the random augmentations."""
     args = ["--arch", "fcnn", "--loss", "triplet-city", "--data", str(tiny_synth), "--epochs", "4",
-            "--batch-size", "16", "--device", "cpu", "--seed", "5", "--no-progress"]
+            "--batch-size", "16", "--device", "cpu", "--seed", "5", "--no-progress",
+            "--optimizer", "adamw", "--weight-decay", "1e-4", "--schedule", "cosine", "--warmup-epochs", "1",
+            "--aug", "freq-mixstyle,dir,roll", "--aug-opt", "freq-mixstyle.p=0.5"]
     killed = tmp_path / "killed"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", *args, "--results", str(killed)],
@@ -88,7 +91,8 @@ def test_resume_after_sigkill_matches_uninterrupted(tiny_synth: Path, tmp_path: 
     a = pd.read_csv(next(killed.glob("runs/*/epochs.csv")))
     b = pd.read_csv(next((tmp_path / "clean").glob("runs/*/epochs.csv")))
     assert len(a) == 4
-    pd.testing.assert_frame_equal(a[METRIC_COLS], b[METRIC_COLS])
+    pd.testing.assert_frame_equal(a[METRIC_COLS + ["lr"]], b[METRIC_COLS + ["lr"]])
+    assert a["lr"].iloc[0] < a["lr"].iloc[1] > a["lr"].iloc[3]  # warm-up, then cosine decay
 
 
 def test_mixup_with_triplet_is_refused(tiny_synth: Path, tmp_path: Path, capsys) -> None:

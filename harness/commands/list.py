@@ -1,4 +1,4 @@
-"""``harness list``: every registered dataset, architecture and loss, with its options and defaults."""
+"""``harness list``: every registered dataset, architecture, loss and augmentation, with its options and defaults."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from tabulate import tabulate
 
 from harness.data.registry import DATASETS
 from harness.options import kind_of
-from harness.registry import ARCHITECTURES, LOSSES, Registry
+from harness.registry import ARCHITECTURES, AUGMENTATIONS, LOSSES, Registry
 
 
 def format_options(params: dict[str, inspect.Parameter]) -> str:
@@ -39,8 +39,9 @@ def render(kind: str = "all") -> str:
     parts: list[str] = []
     titles = {"data": "Datasets (--dataset NAME forces one; --data PATH detects the layout; options via --subset / --data-opt KEY=VALUE)",
               "arch": "Architectures (--arch, options via --arch-opt KEY=VALUE)",
-              "loss": "Losses (--loss; alpha/gamma via --alpha/--gamma)"}
-    for what, registry in (("data", DATASETS), ("arch", ARCHITECTURES), ("loss", LOSSES)):
+              "loss": "Losses (--loss; alpha/gamma via --alpha/--gamma, others via --loss-opt KEY=VALUE)",
+              "aug": "Augmentations (--aug NAME,NAME…, combinable; options via --aug-opt NAME.KEY=VALUE)"}
+    for what, registry in (("data", DATASETS), ("arch", ARCHITECTURES), ("loss", LOSSES), ("aug", AUGMENTATIONS)):
         if kind not in (what, "all"):
             continue
         parts.append(titles[what])
@@ -54,7 +55,8 @@ def render(kind: str = "all") -> str:
                          if prefix == "timm/" else f"{prefix}<name>: {plugin.description}")
         parts.append("")
     parts.append("Third-party plugins register through the entry-point groups "
-                 f"{DATASETS.entry_point_group!r}, {ARCHITECTURES.entry_point_group!r} and {LOSSES.entry_point_group!r}.")
+                 f"{DATASETS.entry_point_group!r}, {ARCHITECTURES.entry_point_group!r}, {LOSSES.entry_point_group!r} "
+                 f"and {AUGMENTATIONS.entry_point_group!r}.")
     return "\n".join(parts)
 
 
@@ -64,10 +66,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("list", help="list datasets, architectures and losses with their options",
-                              description="List every registered dataset, architecture and loss with its one-line "
+    p = subparsers.add_parser("list", help="list datasets, architectures, losses and augmentations with their options",
+                              description="List every registered dataset, architecture, loss and augmentation with its one-line "
                                           "description and its options (with defaults); datasets also say what "
                                           "their layout is detected from.")
-    p.add_argument("--kind", choices=["data", "arch", "loss", "all"], default="all", help="what to list (default: all)")
+    p.add_argument("--kind", choices=["data", "arch", "loss", "aug", "all"], default="all", help="what to list (default: all)")
     p.set_defaults(func=run)
     return p

@@ -8,10 +8,23 @@ from typing import Any
 
 from tabulate import tabulate
 
+from harness.errors import ConfigError
 from harness.options import split_pairs
 from harness.features.logmel import FEATURE_PRESETS, feature_preset
 from harness.paths import results_dir
-from harness.runner.config import AUGMENTATIONS, PRESETS, RunConfig
+from harness.runner.config import OPTIMIZERS, PRESETS, SCHEDULES, RunConfig
+
+
+def split_aug_pairs(pairs: list[str] | None) -> dict[str, dict[str, str]]:
+    """``--aug-opt NAME.KEY=VALUE`` pairs as ``{name: {key: value}}`` (typed later from the plugin's declaration)."""
+    flat = split_pairs(pairs, "--aug-opt")
+    out: dict[str, dict[str, str]] = {}
+    for target, value in flat.items():
+        name, dot, key = target.rpartition(".")
+        if not dot or not name or not key:
+            raise ConfigError(f"--aug-opt expects NAME.KEY=VALUE (e.g. freq-mixstyle.p=0.4), got {target}={value!r}")
+        out.setdefault(name.strip(), {})[key.strip()] = value
+    return out
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -19,9 +32,11 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("what to train")
     g.add_argument("--arch", default="fcnn", help="architecture name (see `harness list`), e.g. fcnn, subspectralnet, dcase-baseline, timm/resnet18 (default: fcnn)")
     g.add_argument("--arch-opt", action="append", metavar="KEY=VALUE", help="architecture option, repeatable (see `harness list`)")
-    g.add_argument("--loss", default="ce", help="loss name: ce, triplet-city, triplet-random, triplet-device (default: ce)")
+    g.add_argument("--loss", default="ce", help="loss name (see `harness list`): ce, triplet-city, triplet-random, triplet-device, ... (default: ce)")
     g.add_argument("--loss-opt", action="append", metavar="KEY=VALUE", help="loss option, repeatable, e.g. normalize=false, band_weight=0.5; values are typed from the loss's declaration (see `harness list`)")
-    g.add_argument("--aug", default="none", help=f"augmentation: {' | '.join(AUGMENTATIONS)} (default: none)")
+    g.add_argument("--aug", help="augmentations, comma-separated, e.g. freq-mixstyle,dir,roll or mixup,spec (see `harness list`; default: from the preset, none)")
+    g.add_argument("--aug-opt", action="append", metavar="NAME.KEY=VALUE", help="augmentation option, repeatable, e.g. freq-mixstyle.p=0.5, dir.p=0.6, roll.max_s=0.2, mixup.alpha=0.4; typed from the augmentation's declaration (see `harness list`)")
+    g.add_argument("--dir-irs", metavar="DIR", help="folder of device impulse-response WAVs (any rate and length) for --aug dir (default: a generated set of microphone-like EQs)")
     g.add_argument("--mels", type=int, help="log-mel bands: 40 or 200 in the paper (default: the front end's, 40 for dcase2019, 256 for dcase2024)")
     g.add_argument("--features", default="dcase2019", choices=sorted(FEATURE_PRESETS),
                    help="front end: dcase2019 = the paper's (40 ms Hamming, 20 ms hop, magnitude, channels kept); "
@@ -29,13 +44,20 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                         "500-sample hop, 256 mels, power, mono) (default: dcase2019)")
     g.add_argument("--alpha", type=float, help="triplet margin α, short for --loss-opt alpha=X (default 0.2, triplet losses only)")
     g.add_argument("--gamma", type=float, help="triplet weight γ, short for --loss-opt gamma=X (default 10, triplet losses only)")
-    g.add_argument("--mixup-alpha", type=float, default=0.4, help="mixup Beta(α, α) parameter (default: 0.4)")
+    g.add_argument("--mixup-alpha", type=float, help="mixup Beta(α, α) parameter, short for --aug-opt mixup.alpha=X (default: 0.4)")
     t = p.add_argument_group("how to train")
     t.add_argument("--preset", default="quick", choices=sorted(PRESETS),
-                   help="paper: Adam lr 0.001, 200 epochs, batch 32, score = mean of the last 10 epochs; quick: 30 epochs, score = mean of the last 5 (default: quick)")
+                   help="paper: Adam lr 0.001 constant, 200 epochs, batch 32, score = mean of the last 10 epochs; quick: 30 epochs, score = mean of the last 5; "
+                        "dcase2024: the DCASE 2024 Task 1 baseline recipe (AdamW wd 1e-4, lr 0.005, 4 warm-up epochs + cosine, batch 256, 150 epochs, "
+                        "freq-mixstyle p 0.4 α 0.3, roll 0.1 s, one frequency mask) (default: quick)")
     t.add_argument("--epochs", type=int, help="epochs (default: from the preset)")
     t.add_argument("--batch-size", type=int, help="batch size (default: from the preset, 32)")
-    t.add_argument("--lr", type=float, help="Adam learning rate (default: from the preset, 0.001)")
+    t.add_argument("--lr", type=float, help="(peak) learning rate (default: from the preset, 0.001)")
+    t.add_argument("--optimizer", choices=OPTIMIZERS, help="torch optimiser; sgd uses momentum 0.9 (default: from the preset, adam)")
+    t.add_argument("--weight-decay", type=float, help="weight decay (decoupled for adamw) (default: from the preset, 0)")
+    t.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule, stepped every batch: constant, cosine (to 0 at the end), "
+                                                          "step (×0.1 at 1/2 and 3/4 of the run) (default: from the preset, constant)")
+    t.add_argument("--warmup-epochs", type=float, help="linear warm-up to --lr over this many epochs, before the schedule (default: from the preset, 0)")
     t.add_argument("--score-last", type=int, help="score = mean accuracy over the last N epochs (default: from the preset: "
                    f"{PRESETS['paper']['score_last']} for paper, as the paper; {PRESETS['quick']['score_last']} for quick)")
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto = GPU if present)")
@@ -122,7 +144,9 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> RunConfig:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=getattr(args, "seed", 0) or 0,
         data=args.data, dataset=args.dataset, data_options=data_options(args), split=args.split, unseen=args.unseen, device=args.device, precision=args.precision, preset=args.preset,
         score_last=args.score_last, mixup_alpha=args.mixup_alpha, arch_options=split_pairs(args.arch_opt, "--arch-opt"),
-        loss_options=split_pairs(args.loss_opt, "--loss-opt"),
+        loss_options=split_pairs(args.loss_opt, "--loss-opt"), aug_options=split_aug_pairs(args.aug_opt),
+        dir_irs=args.dir_irs, optimizer=args.optimizer, weight_decay=args.weight_decay, schedule=args.schedule,
+        warmup_epochs=args.warmup_epochs,
         **extra,
     )
 

@@ -64,7 +64,7 @@ def search(args: argparse.Namespace, track) -> int:
     n_jobs = args.n_jobs or default_jobs(cfg.device)
     spec = TuneSpec(base=cfg, space=space, objective=args.objective, results=str(results_dir(args.results)),
                     study_name=args.study or "", trials=args.trials, storage=args.storage, timeout=args.timeout,
-                    sampler_seed=args.sampler_seed, pruner=args.pruner, warmup=args.warmup_epochs, n_jobs=n_jobs,
+                    sampler_seed=args.sampler_seed, pruner=args.pruner, warmup=args.prune_warmup, n_jobs=n_jobs,
                     threads=max(1, (os.cpu_count() or 1) // n_jobs))  # options checked before any data is read
     ds = open_data(args)
     cfg = cfg.for_dataset(ds)
@@ -124,7 +124,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--sampler-seed", type=number_type(integer=True, minimum=0), default=0, help="seed of the TPE sampler (default: 0)")
     s.add_argument("--pruner", default="median", choices=["median", "hyperband", "none"],
                    help="stop unpromising trials early from their per-epoch validation accuracy (default: median)")
-    s.add_argument("--warmup-epochs", type=number_type(integer=True, minimum=0), default=2, help="no trial is pruned before this epoch (default: 2)")
+    s.add_argument("--prune-warmup", type=number_type(integer=True, minimum=0), default=2, metavar="EPOCHS", help="no trial is pruned before this epoch (default: 2)")
     w = p.add_argument_group("study, storage and workers")
     w.add_argument("--study", metavar="NAME", help="study name (default: <arch>-<loss>-<aug>-m<mels>-<objective>-<dataset hash>)")
     w.add_argument("--storage", metavar="URL", help="Optuna storage: a journal file path, or a database URL such as "

@@ -192,7 +192,7 @@ def _paper_hyperparameters(df: pd.DataFrame, preset: str, notes: list[str]) -> p
         return df
     keep = pd.Series(True, index=df.index)
     for col, value in PRESETS[preset].items():
-        if col not in df.columns:  # e.g. score_last: not an index column
+        if col not in df.columns or not isinstance(value, (int, float)):  # e.g. score_last: not an index column; aug: a variant axis
             continue
         got = pd.to_numeric(df[col], errors="coerce")
         keep &= got.isna() | np.isclose(got.fillna(value), value)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
-from harness.runner.config import RunConfig
+from harness.runner.config import RunConfig, normalize_aug
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class Variant:
 #: Keys of a grid file's ``[[variant]]`` row that describe the row rather than configure its runs.
 ROW_KEYS = ("name", "paper", "baseline", "extra")
 #: The run keys every row has; missing ones take ``harness run``'s defaults.
-RUN_DEFAULTS = {k: getattr(RunConfig, k) for k in ("arch", "loss", "aug")}
+RUN_DEFAULTS = {"arch": RunConfig.arch, "loss": RunConfig.loss, "aug": "none"}
 
 
 def read_variants(rows: Any, source: str) -> tuple[Variant, ...]:
@@ -73,7 +73,7 @@ def read_variants(rows: Any, source: str) -> tuple[Variant, ...]:
         if not all(isinstance(run[k], str) for k in RUN_DEFAULTS):
             raise ConfigError(f"variant {name!r}: arch, loss and aug must be strings", source)
         settings = {k: v for k, v in run.items() if k not in RUN_DEFAULTS}
-        out.append(Variant(name, run["arch"], run["loss"], run["aug"], row.get("paper"), row.get("extra", False),
+        out.append(Variant(name, run["arch"], run["loss"], normalize_aug(run["aug"]), row.get("paper"), row.get("extra", False),
                            row.get("baseline"), settings))
     names = [v.name.lower() for v in out]
     dup = next((v.name for v in out if names.count(v.name.lower()) > 1), None)

@@ -1,53 +1,27 @@
-"""Batch augmentation on the training device: mixup (timm) and SpecAugment (torchaudio).
-
-Both draw from the global RNGs (numpy for timm's mixup λ, torch for the masks), which the
-runner reseeds at every epoch, so a resumed run augments exactly like an uninterrupted one.
-"""
+"""The batch augmentation pipeline: the registered augmentations a run names, in their order."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any
 
 import torch
-import torchaudio.transforms as T
-from timm.data import Mixup
+
+from harness.augmentation import AugmentContext, Augmentation
+from harness.registry import create_augmentation
 
 
-@dataclass
 class BatchAugment:
-    """Applied to normalised batches ``(B, C, F, T)``; masked values become 0 (the band mean)."""
+    """Applies ``--aug``'s plugins, each built with its ``--aug-opt`` options, lowest ``order`` first."""
 
-    mixup: bool
-    spec: bool
-    n_classes: int
-    n_mels: int
-    n_frames: int
-    mixup_alpha: float = 0.4
-    freq_masks: int = 2
-    freq_mask_width: int | None = None
-    time_masks: int = 2
-    time_mask_width: int | None = None
+    def __init__(self, names: list[str], options: dict[str, dict[str, Any]], ctx: AugmentContext):
+        built: list[Augmentation] = [create_augmentation(n, ctx, **options.get(n, {})) for n in names]
+        self.steps = sorted(built, key=lambda a: (a.order, a.name))
 
-    def __post_init__(self) -> None:
-        self._mixup = (
-            Mixup(mixup_alpha=self.mixup_alpha, cutmix_alpha=0.0, prob=1.0, mode="batch",
-                  label_smoothing=0.0, num_classes=self.n_classes)
-            if self.mixup else None
-        )
-        fw = self.freq_mask_width or max(1, self.n_mels // 8)
-        tw = self.time_mask_width or max(1, self.n_frames // 10)
-        # iid_masks: every clip and channel gets its own masks, as SpecAugment does per utterance.
-        self._freq = T.FrequencyMasking(fw, iid_masks=True)
-        self._time = T.TimeMasking(tw, iid_masks=True)
+    @property
+    def mixes_labels(self) -> bool:
+        return any(a.mixes_labels for a in self.steps)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.spec:
-            for _ in range(self.freq_masks):
-                x = self._freq(x)
-            for _ in range(self.time_masks):
-                x = self._time(x)
-        if self._mixup is not None:
-            if x.shape[0] % 2:  # timm mixes a batch with its mirror image: needs an even size
-                x, y = x[:-1], y[:-1]
-            x, y = self._mixup(x, y)
+        for step in self.steps:
+            x, y = step(x, y)
         return x, y

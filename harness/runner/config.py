@@ -11,21 +11,44 @@ from harness.errors import ConfigError
 from harness.options import check_number, format_value
 from harness.features.logmel import FEATURE_PRESETS, FeatureConfig, feature_preset
 
-AUGMENTATIONS = ("none", "mixup", "spec", "mixup,spec")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine", "step")
 
-#: Presets fill the options a user did not set. ``paper`` is the paper's set-up (Adam, lr 0.001,
-#: 200 epochs, score = mean accuracy of the last 10 epochs); ``quick`` is the default on the
-#: synthetic data: a few minutes on 2 CPU cores.
+#: How a run trains when the user does not say: presets fill every option left at ``None``.
+#: ``paper`` is the paper's set-up (Adam, lr 0.001 constant, 200 epochs, batch 32, score = mean
+#: accuracy of the last 10 epochs); ``quick`` is the default on the synthetic data (a few minutes
+#: on 2 CPU cores); ``dcase2024`` is the public DCASE 2024 Task 1 baseline's recipe (CPJKU
+#: ``dcase2024_task1_baseline``: AdamW, weight decay 1e-4, peak lr 0.005 with warm-up and cosine
+#: decay per step, batch 256, 150 epochs, Frequency-MixStyle p 0.4 α 0.3, waveform roll of up to
+#: 0.1 s, one frequency mask of up to 48 of 256 bands, no time mask), meant for the
+#: ``dcase2024-baseline`` architecture on ``--features dcase2024`` but usable with any.
 PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {"epochs": 200, "batch_size": 32, "lr": 1e-3, "score_last": 10},
-    "quick": {"epochs": 30, "batch_size": 32, "lr": 1e-3, "score_last": 5},
+    "paper": {"epochs": 200, "batch_size": 32, "lr": 1e-3, "score_last": 10, "optimizer": "adam",
+              "weight_decay": 0.0, "schedule": "constant", "warmup_epochs": 0.0, "aug": "none"},
+    "quick": {"epochs": 30, "batch_size": 32, "lr": 1e-3, "score_last": 5, "optimizer": "adam",
+              "weight_decay": 0.0, "schedule": "constant", "warmup_epochs": 0.0, "aug": "none"},
+    "dcase2024": {"epochs": 150, "batch_size": 256, "lr": 5e-3, "score_last": 10, "optimizer": "adamw",
+                  "weight_decay": 1e-4, "schedule": "cosine",
+                  # the baseline warms up over 2,000 steps: 3.7 epochs of the full training split at batch 256
+                  "warmup_epochs": 4.0,
+                  "aug": "freq-mixstyle,roll,spec",
+                  "aug_options": {"freq-mixstyle": {"p": 0.4, "alpha": 0.3}, "roll": {"max_s": 0.1},
+                                  "spec": {"freq_masks": 1, "freq_width": 0.1875, "time_masks": 0}}},
 }
 
 #: Fields that do not change what a run computes, so they stay out of the run id: the device, the
 #: data's path (its identity is hashed instead) and the preset (its values are filled in), and why a precision was chosen.
-NOT_HASHED = ("device", "data", "data_paths", "preset", "precision_reason")
+NOT_HASHED = ("device", "data", "data_paths", "preset", "precision_reason", "dir_irs", "mixup_alpha")
 #: Fields added after run ids were first issued: hashed only when they differ from their default.
-HASHED_UNLESS_DEFAULT: dict[str, Any] = {"features": "dcase2019", "data_options": {}}
+HASHED_UNLESS_DEFAULT: dict[str, Any] = {"features": "dcase2019", "data_options": {}, "optimizer": "adam",
+                                         "weight_decay": 0.0, "schedule": "constant", "warmup_epochs": 0.0,
+                                         "aug_options": {}, "dir_irs_identity": ""}
+#: What run ids hashed for mixup and SpecAugment before augmentations were plugins: hashed as
+#: before, so stored runs keep their ids; mixup's alpha and the mask counts are hashed here.
+LEGACY_AUG_HASH: dict[str, Any] = {"mixup_alpha": 0.4, "freq_masks": 2, "freq_mask_width": None,
+                                   "time_masks": 2, "time_mask_width": None}
+LEGACY_AUG_KEYS = {("mixup", "alpha"): "mixup_alpha", ("spec", "freq_masks"): "freq_masks",
+                   ("spec", "time_masks"): "time_masks"}
 #: The dataset plugins that existed before plugins were named in the run id: the dataset identity
 #: alone tells them apart, so their name stays out of the hash and stored run ids stay valid.
 UNNAMED_DATASETS = (None, "synthetic", "tau2019", "tau2020-mobile")
@@ -44,7 +67,7 @@ class RunConfig:
 
     arch: str = "fcnn"
     loss: str = "ce"
-    aug: str = "none"
+    aug: str | None = None  # comma-separated registered augmentations; preset: "none"
     n_mels: int = 40
     alpha: float | None = None  # shorthand for loss_options["alpha"]; folded into it by resolved()
     gamma: float | None = None  # shorthand for loss_options["gamma"]
@@ -69,11 +92,16 @@ class RunConfig:
     precision_reason: str = ""
     preset: str = "quick"
     score_last: int | None = None  # score = mean accuracy of the last N epochs (preset: 10 paper, 5 quick)
-    mixup_alpha: float = 0.4
-    freq_masks: int = 2
-    freq_mask_width: int | None = None  # None: n_mels // 8
-    time_masks: int = 2
-    time_mask_width: int | None = None  # None: n_frames // 10
+    #: Shorthand for ``aug_options["mixup"]["alpha"]``; folded into it by resolved().
+    mixup_alpha: float | None = None
+    optimizer: str | None = None  # adam | adamw | sgd (torch.optim; sgd with momentum 0.9)
+    weight_decay: float | None = None
+    schedule: str | None = None  # constant | cosine | step, stepped every batch
+    warmup_epochs: float | None = None  # linear warm-up from lr / warm-up steps to lr
+    #: Per-augmentation options, {name: {option: value}} (``--aug-opt NAME.KEY=VALUE``), typed and
+    #: completed with each plugin's declared defaults by resolved().
+    aug_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dir_irs: str | None = None  # folder of device impulse responses (None: the generated set)
     #: "evaluate" scores on the test side of ``split``; "validation" on an inner validation
     #: split carved from train by location (what tuning uses: evaluate labels are never read).
     evaluate_on: str = "evaluate"
@@ -87,15 +115,22 @@ class RunConfig:
     #: audio format its clips are converted to (rate, channels, length, pad rule).
     dataset_identity: str = ""
     audio: dict[str, Any] = field(default_factory=dict)
+    #: Filled in by resolved() when ``dir`` is used: the impulse responses' content hash.
+    dir_irs_identity: str = ""
 
     def resolved(self) -> "RunConfig":
         """A copy with preset defaults filled in and every value checked."""
         if self.preset not in PRESETS:
             raise ConfigError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
-        cfg = replace(self, **{k: v for k, v in PRESETS[self.preset].items() if getattr(self, k) is None})
+        preset = PRESETS[self.preset]
+        cfg = replace(self, **{k: v for k, v in preset.items() if k != "aug_options" and getattr(self, k) is None})
         cfg.aug = normalize_aug(cfg.aug)
         if cfg.split and cfg.split.startswith("loco:"):
             cfg.unseen = "all"  # a loco fold scores every clip of its held-out domain
+        merged = {name: dict(opts) for name, opts in preset.get("aug_options", {}).items() if name in cfg.augmentations}
+        for name, opts in self.aug_options.items():
+            merged.setdefault(name, {}).update(opts)
+        cfg.aug_options = {name: merged[name] for name in sorted(merged)}
         cfg.validate()
         if cfg.precision == "auto" or not cfg.precision_reason:
             from harness.precision import resolve_precision
@@ -103,12 +138,16 @@ class RunConfig:
 
             cfg.precision, cfg.precision_reason = resolve_precision(cfg.precision, resolve_device(cfg.device))
         cfg.resolve_plugin_options()
+        if "dir" in cfg.augmentations and not cfg.dir_irs_identity:
+            from harness.data.irs import generated_irs, ir_identity
+
+            cfg.dir_irs_identity = ir_identity(cfg.dir_irs or generated_irs())
         return cfg
 
     def resolve_plugin_options(self) -> None:
         """Fold ``--alpha``/``--gamma`` into the loss options, then type every plugin option from
         its factory's declaration and fill in the declared defaults: one spelling, one run id."""
-        from harness.registry import ARCHITECTURES, LOSSES
+        from harness.registry import ARCHITECTURES, AUGMENTATIONS, LOSSES
 
         loss_options = dict(self.loss_options)
         for key in LOSS_SHORTHANDS:
@@ -125,6 +164,19 @@ class RunConfig:
             setattr(self, key, None)
         self.loss_options = LOSSES.resolve_options(self.loss, loss_options)
         self.arch_options = ARCHITECTURES.resolve_options(self.arch, self.arch_options)
+        aug_options = {name: dict(opts) for name, opts in self.aug_options.items()}
+        if self.mixup_alpha is not None:  # --mixup-alpha X is --aug-opt mixup.alpha=X
+            if "mixup" not in self.augmentations:
+                raise ConfigError(f"--mixup-alpha {format_value(self.mixup_alpha)} needs the mixup augmentation (--aug mixup)")
+            given = aug_options.get("mixup", {}).get("alpha")
+            if given is not None and (AUGMENTATIONS.resolve_options("mixup", {"alpha": given}, defaults=False)["alpha"]
+                                      != float(self.mixup_alpha)):
+                raise ConfigError(f"--mixup-alpha {format_value(self.mixup_alpha)} and --aug-opt mixup.alpha={given} set "
+                                  "one option to two values; give one of them")
+            aug_options.setdefault("mixup", {})["alpha"] = self.mixup_alpha
+            self.mixup_alpha = None
+        self.aug_options = {name: AUGMENTATIONS.resolve_options(name, aug_options.get(name, {}))
+                            for name in sorted(self.augmentations)}
 
     def validate(self) -> None:
         """Every numeric setting range-checked (finite, integral where it counts) before anything is written."""
@@ -139,10 +191,8 @@ class RunConfig:
             ("--score-last", self.score_last, dict(integer=True, minimum=1)),
             ("--mixup-alpha", self.mixup_alpha, dict(above=0)),
             ("--val-fraction", self.val_fraction, dict(above=0, below=1)),
-            ("freq_masks", self.freq_masks, dict(integer=True, minimum=0)),
-            ("time_masks", self.time_masks, dict(integer=True, minimum=0)),
-            ("freq_mask_width", self.freq_mask_width, dict(integer=True, minimum=1)),
-            ("time_mask_width", self.time_mask_width, dict(integer=True, minimum=1)),
+            ("--weight-decay", self.weight_decay, dict(minimum=0)),
+            ("--warmup-epochs", self.warmup_epochs, dict(minimum=0)),
         ]
         for flag, value, rules in numbers:
             check_number(flag, value, **rules)
@@ -150,10 +200,19 @@ class RunConfig:
             (self.unseen in ("official", "all"), f"--unseen must be 'official' or 'all', got {self.unseen!r}"),
             (self.evaluate_on in ("evaluate", "validation"), f"evaluate_on must be 'evaluate' or 'validation', got {self.evaluate_on!r}"),
             (self.features in FEATURE_PRESETS, f"--features must be one of {', '.join(FEATURE_PRESETS)}, got {self.features!r}"),
+            (self.optimizer is None or self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"),
+            (self.schedule is None or self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"),
+            (self.epochs is None or not self.warmup_epochs or self.warmup_epochs < self.epochs,
+             f"--warmup-epochs ({format_value(self.warmup_epochs)}) must be shorter than the run ({self.epochs} epochs)"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        stray = sorted(set(self.aug_options) - self.augmentations)
+        if stray:
+            raise ConfigError(f"--aug-opt names augmentation {stray[0]!r}, which is not in --aug {self.aug!r}")
+        if self.dir_irs is not None and "dir" not in self.augmentations:
+            raise ConfigError(f"--dir-irs {self.dir_irs} needs the dir augmentation (--aug dir)")
 
     def for_dataset(self, ds) -> "RunConfig":
         """A copy bound to a loaded dataset: its plugin name, identity, options as the plugin normalised
@@ -170,13 +229,13 @@ class RunConfig:
 
     @property
     def augmentations(self) -> set[str]:
-        return set() if self.aug == "none" else set(self.aug.split(","))
+        return set() if self.aug in (None, "none") else set(self.aug.split(","))
 
     def hashed_fields(self) -> dict[str, Any]:
         """What the run id hashes, of a resolved config. Plugin options equal to their declared
         default and fp32 stay out, and α/γ are hashed under their own keys, so runs stored before
         options were typed and resolved (or before ``--precision`` existed) keep their ids."""
-        from harness.registry import ARCHITECTURES, LOSSES
+        from harness.registry import ARCHITECTURES, AUGMENTATIONS, LOSSES
 
         skip = NOT_HASHED + (("precision",) if self.precision == "fp32" else ())
         out = {k: v for k, v in asdict(self).items() if k not in skip}
@@ -186,6 +245,16 @@ class RunConfig:
         out["loss_options"] = _non_default(LOSSES, self.loss, out["loss_options"])
         for key in LOSS_SHORTHANDS:
             out[key] = out["loss_options"].pop(key, out[key])
+        out.update(LEGACY_AUG_HASH)
+        aug_options = {}
+        for name, opts in out["aug_options"].items():
+            changed = _non_default(AUGMENTATIONS, name, opts)
+            for (aug, key), legacy in LEGACY_AUG_KEYS.items():
+                if aug == name and key in changed:
+                    out[legacy] = changed.pop(key)
+            if changed:
+                aug_options[name] = changed
+        out["aug_options"] = aug_options
         for name, default in HASHED_UNLESS_DEFAULT.items():  # run ids from before these fields existed stay valid
             if out.get(name) == default:
                 del out[name]
@@ -236,8 +305,9 @@ def implementation_options(arch: str) -> tuple[str, ...]:
 
 def normalize_aug(aug: str) -> str:
     """Accept ``spec,mixup`` as ``mixup,spec``; reject unknown augmentations in one line."""
+    from harness.registry import AUGMENTATIONS
+
     parts = sorted({p.strip() for p in aug.split(",") if p.strip()} - {"none"})
-    unknown = [p for p in parts if p not in ("mixup", "spec")]
-    if unknown:
-        raise ConfigError(f"unknown augmentation {unknown[0]!r} in --aug {aug!r}; choose from {', '.join(AUGMENTATIONS)}")
+    for p in parts:
+        AUGMENTATIONS.get(p)  # a one-line error naming the closest known augmentation
     return ",".join(parts) if parts else "none"

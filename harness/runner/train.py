@@ -23,6 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from harness.atomic import atomic_path, write_json
+from harness.augmentation import AugmentContext
 from harness.data.registry import open_dataset
 from harness.data.splits import inner_validation, make_split
 from harness.complexity import measure_per_second
@@ -40,6 +41,7 @@ from harness.runner.config import RunConfig
 from harness.runner.contract import FILE as PREPROCESSING_FILE
 from harness.runner.contract import Preprocessing
 from harness.runner.environment import environment_record, resolve_device
+from harness.runner.optim import build_optimizer, build_scheduler
 from harness.sampling import PairedBatchSampler
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -172,6 +174,7 @@ class Trainer:
         self.n_frames = feats.shape[-1]
         mean, std = band_stats(feats, self.train_rows)
         self.preprocessing = Preprocessing.build(feature_cfg, ds, self.n_frames, mean, std, list(ds.classes))
+        self.features = feature_cfg
         self.mean = torch.as_tensor(mean, dtype=torch.float32, device=self.device)
         self.std = torch.as_tensor(std, dtype=torch.float32, device=self.device)
         # Features stay float16 and resident on the training device; batches are gathered there.
@@ -193,22 +196,27 @@ class Trainer:
             cfg.arch, n_mels=cfg.n_mels, n_frames=self.n_frames, in_channels=self.x_train.shape[1],
             n_classes=len(self.ds.classes), **cfg.arch_options).to(self.device)
         self.loss_fn = create_loss(cfg.loss, **cfg.loss_options)
-        if "mixup" in cfg.augmentations and not getattr(self.loss_fn, "supports_mixup", True):
+        ctx = AugmentContext(n_classes=len(self.ds.classes), n_mels=cfg.n_mels, n_frames=self.n_frames,
+                             sample_rate=self.ds.audio.sample_rate, features=self.features, mean=self.mean, std=self.std,
+                             ir_folder=Path(cfg.dir_irs).expanduser() if cfg.dir_irs else None)
+        self.augment = BatchAugment(sorted(cfg.augmentations), cfg.aug_options, ctx)
+        if self.augment.mixes_labels and not getattr(self.loss_fn, "supports_mixup", True):
             raise ConfigError(
                 f"--aug {cfg.aug} cannot be combined with --loss {cfg.loss}: mixup makes labels "
                 "non-discrete, so no triplet has a well-defined same-scene positive (paper, §4.3)")
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
-        self.augment = BatchAugment(
-            mixup="mixup" in cfg.augmentations, spec="spec" in cfg.augmentations,
-            n_classes=len(self.ds.classes), n_mels=cfg.n_mels, n_frames=self.n_frames,
-            mixup_alpha=cfg.mixup_alpha, freq_masks=cfg.freq_masks, freq_mask_width=cfg.freq_mask_width,
-            time_masks=cfg.time_masks, time_mask_width=cfg.time_mask_width)
+        self.optimizer = build_optimizer(cfg, self.model.parameters())
         pairing = getattr(self.loss_fn, "pairing", None)
         self.sampler = (
             PairedBatchSampler(self.labels[self.train_rows], self.domain_codes[self.train_rows], cfg.batch_size,
                                cross_domain=pairing == "cross-domain", seed=cfg.seed,
                                scene_names=list(self.ds.classes), domain_names=list(self.domain_vocab))
             if pairing else None)
+        self.scheduler = build_scheduler(cfg, self.optimizer, self.steps_per_epoch())
+
+    def steps_per_epoch(self) -> int:
+        if self.sampler is not None:
+            return len(self.sampler)
+        return -(-len(self.train_rows) // self.cfg.batch_size)
 
     def batches(self, epoch: int) -> list[np.ndarray]:
         if self.sampler is not None:
@@ -232,6 +240,7 @@ class Trainer:
         sums: dict[str, float] = {}
         n = 0
         batches = self.batches(epoch)
+        lr = self.optimizer.param_groups[0]["lr"]  # the rate of the epoch's first step, for epochs.csv
         # plain=False: the per-batch bar only on a terminal; a log file gets the per-epoch line alone
         bar = progress(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
                        enabled=self.progress, plain=False)
@@ -254,13 +263,15 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
             b = x.shape[0]
             n += b
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach()) * b
             bar.set_postfix(loss=f"{sums['loss'] / n:.3f}")
         bar.close()
-        return {f"train_{'loss' if k == 'loss' else k}": v / max(n, 1) for k, v in sums.items()}
+        return {**{f"train_{'loss' if k == 'loss' else k}": v / max(n, 1) for k, v in sums.items()}, "lr": lr}
 
     @torch.no_grad()
     def predict(self) -> tuple[np.ndarray, np.ndarray]:
@@ -286,6 +297,7 @@ class Trainer:
 
     def save_checkpoint(self, epoch: int, history: list[dict[str, Any]], wall: float) -> None:
         state = {"epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
                  "history": history, "wall_s": wall, "run_id": self.run_id}
         with atomic_path(self.ckpt_path) as tmp, open(tmp, "wb") as fh:
             torch.save(state, fh)  # through a Python file: a full disk is an OSError, not torch's RuntimeError
@@ -299,6 +311,8 @@ class Trainer:
             state = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
+            if self.scheduler is not None:
+                self.scheduler.load_state_dict(state.get("scheduler") or {})
         except Exception as exc:  # a checkpoint from another code version or a damaged file
             raise TrainingError(f"cannot resume from checkpoint ({exc}); re-run with --force to start over", self.ckpt_path) from exc
         return int(state["epoch"]), list(state["history"]), float(state.get("wall_s", 0.0))
@@ -388,11 +402,12 @@ class Trainer:
         for epoch in range(start + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
             metrics = self.train_epoch(epoch)
+            lr = metrics.pop("lr")
             last = self.predict()
             metrics.update(self.evaluate(last[0]))
             seconds = time.perf_counter() - t0
             wall += seconds
-            entry = {"epoch": epoch, **metrics, "seconds": round(seconds, 3), "lr": cfg.lr}
+            entry = {"epoch": epoch, **metrics, "seconds": round(seconds, 3), "lr": lr}
             self.save_checkpoint(epoch, [*history, entry], wall)
             history.append(entry)  # only once stored: a failed run's record counts the epochs it kept
             self.wall = wall

@@ -74,7 +74,7 @@ class TuneSpec:
         if self.n_jobs < 1:
             raise ConfigError(f"--n-jobs must be >= 1, got {self.n_jobs}")
         if self.warmup < 0:
-            raise ConfigError(f"--warmup-epochs must be >= 0, got {self.warmup}")
+            raise ConfigError(f"--prune-warmup must be >= 0, got {self.warmup}")
         if self.timeout is not None and self.timeout <= 0:
             raise ConfigError(f"--timeout must be positive, got {self.timeout}")
 
