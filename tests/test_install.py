@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("harness", "architectures", "losses")
+PACKAGES = ("harness", "architectures", "losses", "augmentations")
 
 
 def package_files() -> set[str]:
