@@ -95,8 +95,11 @@ def to_argv(values: dict[str, Any], keys: dict[str, argparse.Action], source: st
                 argv.append(flag)
         elif isinstance(action, argparse._AppendAction):
             items = value if isinstance(value, list) else [value]
-            if isinstance(value, dict):  # arch-opt = {conv_impl = "fused", ...}
-                items = [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in value.items()]
+            if isinstance(value, dict):  # arch-opt = {conv_impl = "fused", ...}; aug-opt = {mixup = {alpha = 0.4}}
+                flat = {f"{k}.{kk}" if isinstance(v, dict) else k: vv for k, v in value.items()
+                        for kk, vv in (v.items() if isinstance(v, dict) else [(None, v)])}
+                items = [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in flat.items()
+                         if v is not None]  # None: the option's default
             for item in items:
                 argv += [flag, _text(item)]
         elif isinstance(value, dict):

@@ -23,7 +23,7 @@ from harness.runner.config import RunConfig
 
 #: Flags whose setting has another name in ``RunConfig`` (``--mels`` sets ``n_mels``; every
 #: ``--X-opt`` sets ``X_options``); any other flag sets the field of its own name.
-FIELD_OF_FLAG = {"mels": "n_mels"}
+FIELD_OF_FLAG = {"mels": "n_mels", "teacher": "teachers"}
 
 
 def field_of(dest: str) -> str:

@@ -229,3 +229,28 @@ def test_runs_stored_before_augmentation_plugins_keep_their_ids() -> None:
         RunConfig(aug="mixup", mixup_alpha=0.3, aug_options={"mixup": {"alpha": "0.5"}}).resolved()
     with pytest.raises(ConfigError, match="needs the mixup augmentation"):
         RunConfig(aug="spec", mixup_alpha=0.3).resolved()
+
+
+def test_augmentation_options_survive_experiment_files_and_reruns(tmp_path: Path) -> None:
+    """--dump-config writes --aug-opt as a table, --config reads it back, and a record's nested
+    aug_options turn back into the same flags (harness run --from)."""
+    import argparse
+
+    from harness.commands.run import config_from_args, run_parser
+    from harness.experiment import as_table, dumps, flag_keys, merge, read_file, to_argv
+    from harness.rerun import record_flags
+
+    parser = run_parser()
+    args = parser.parse_args(["--aug", "freq-mixstyle,roll", "--aug-opt", "freq-mixstyle.p=0.5", "--aug-opt", "roll.max_s=0.2",
+                              "--optimizer", "adamw", "--schedule", "cosine", "--warmup-epochs", "1"])
+    want = config_from_args(args).resolved()
+    path = tmp_path / "x.toml"
+    path.write_text(dumps({"aug": args.aug, "aug-opt": as_table(args.aug_opt), "optimizer": "adamw",
+                           "schedule": "cosine", "warmup-epochs": 1.0}))
+    back = merge(parser, parser.parse_args([]), set(), read_file(path), str(path))
+    assert config_from_args(back).resolved().run_id() == want.run_id()
+    flags = record_flags(want, parser)
+    assert flags["aug-opt"] == {"freq-mixstyle": {"alpha": 0.3, "p": 0.5}, "roll": {"max_s": 0.2}}
+    again = parser.parse_args(to_argv(flags, flag_keys(parser), "record"))
+    assert config_from_args(again).resolved().run_id() == want.run_id()
+    assert isinstance(again, argparse.Namespace)
