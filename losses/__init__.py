@@ -1,3 +1,3 @@
 """Built-in losses; each module registers itself on import."""
 
-from losses import ce, triplet  # noqa: F401
+from losses import ce, kd, triplet  # noqa: F401

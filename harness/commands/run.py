@@ -36,6 +36,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--loss-opt", action="append", metavar="KEY=VALUE", help="loss option, repeatable, e.g. normalize=false, band_weight=0.5; values are typed from the loss's declaration (see `harness list`)")
     g.add_argument("--aug", help="augmentations, comma-separated, e.g. freq-mixstyle,dir,roll or mixup,spec (see `harness list`; default: from the preset, none)")
     g.add_argument("--aug-opt", action="append", metavar="NAME.KEY=VALUE", help="augmentation option, repeatable, e.g. freq-mixstyle.p=0.5, dir.p=0.6, roll.max_s=0.2, mixup.alpha=0.4; typed from the augmentation's declaration (see `harness list`)")
+    g.add_argument("--teacher", action="append", metavar="RUN_ID", help="stored run to distil from with --loss kd / kd-triplet-city "
+                                                                         "(best:ARCH = the best complete stored ARCH run on this dataset and split); "
+                                                                         "repeat for an ensemble (mean of the teachers' logits)")
     g.add_argument("--dir-irs", metavar="DIR", help="folder of device impulse-response WAVs (any rate and length) for --aug dir (default: a generated set of microphone-like EQs)")
     g.add_argument("--mels", type=int, help="log-mel bands: 40 or 200 in the paper (default: the front end's, 40 for dcase2019, 256 for dcase2024)")
     g.add_argument("--features", default="dcase2019", choices=sorted(FEATURE_PRESETS),
@@ -146,7 +149,7 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> RunConfig:
         score_last=args.score_last, mixup_alpha=args.mixup_alpha, arch_options=split_pairs(args.arch_opt, "--arch-opt"),
         loss_options=split_pairs(args.loss_opt, "--loss-opt"), aug_options=split_aug_pairs(args.aug_opt),
         dir_irs=args.dir_irs, optimizer=args.optimizer, weight_decay=args.weight_decay, schedule=args.schedule,
-        warmup_epochs=args.warmup_epochs,
+        warmup_epochs=args.warmup_epochs, teachers=list(getattr(args, "teacher", None) or []),
         **extra,
     )
 

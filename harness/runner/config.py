@@ -42,7 +42,7 @@ NOT_HASHED = ("device", "data", "data_paths", "preset", "precision_reason", "dir
 #: Fields added after run ids were first issued: hashed only when they differ from their default.
 HASHED_UNLESS_DEFAULT: dict[str, Any] = {"features": "dcase2019", "data_options": {}, "optimizer": "adam",
                                          "weight_decay": 0.0, "schedule": "constant", "warmup_epochs": 0.0,
-                                         "aug_options": {}, "dir_irs_identity": ""}
+                                         "aug_options": {}, "dir_irs_identity": "", "teachers": []}
 #: What run ids hashed for mixup and SpecAugment before augmentations were plugins: hashed as
 #: before, so stored runs keep their ids; mixup's alpha and the mask counts are hashed here.
 LEGACY_AUG_HASH: dict[str, Any] = {"mixup_alpha": 0.4, "freq_masks": 2, "freq_mask_width": None,
@@ -102,6 +102,10 @@ class RunConfig:
     #: completed with each plugin's declared defaults by resolved().
     aug_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     dir_irs: str | None = None  # folder of device impulse responses (None: the generated set)
+    #: Runs whose logits on the training clips are distilled into this one (``--teacher``): run ids,
+    #: or ``best:ARCH`` (the best complete stored run of ARCH on the same dataset and split), which
+    #: :func:`harness.runner.teacher.resolve_teachers` replaces by its run id before the run is hashed.
+    teachers: list[str] = field(default_factory=list)
     #: "evaluate" scores on the test side of ``split``; "validation" on an inner validation
     #: split carved from train by location (what tuning uses: evaluate labels are never read).
     evaluate_on: str = "evaluate"
@@ -131,6 +135,7 @@ class RunConfig:
         for name, opts in self.aug_options.items():
             merged.setdefault(name, {}).update(opts)
         cfg.aug_options = {name: merged[name] for name in sorted(merged)}
+        cfg.teachers = list(self.teachers)
         cfg.validate()
         if cfg.precision == "auto" or not cfg.precision_reason:
             from harness.precision import resolve_precision

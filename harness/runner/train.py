@@ -42,6 +42,7 @@ from harness.runner.contract import FILE as PREPROCESSING_FILE
 from harness.runner.contract import Preprocessing
 from harness.runner.environment import environment_record, resolve_device
 from harness.runner.optim import build_optimizer, build_scheduler
+from harness.runner.teacher import ensemble_logits, resolve_teachers
 from harness.sampling import PairedBatchSampler
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -149,6 +150,7 @@ class Trainer:
     """Holds what one run needs; ``fit`` trains, evaluates and stores it."""
 
     tracker: Tracker | None = None  # set by ``run``
+    t_train: torch.Tensor | None = None  # teacher logits per training row (distillation losses), set by ``prepare``
 
     def __init__(self, cfg: RunConfig, store: ResultsStore, *, progress: bool = True,
                  on_epoch: EpochCallback | None = None, verbose: bool | None = None):
@@ -159,7 +161,12 @@ class Trainer:
             tune_cpu_allocator()
         self.ds = open_dataset(cfg.data, dataset=cfg.dataset, progress=progress, announce=self.verbose,
                                **cfg.data_options, **cfg.data_paths)
-        self.cfg = cfg = cfg.for_dataset(self.ds)
+        needs_teacher = getattr(create_loss(cfg.loss, **cfg.loss_options), "needs_teacher", False)
+        if needs_teacher and not cfg.teachers:
+            raise ConfigError(f"--loss {cfg.loss} distils from stored runs: give --teacher RUN_ID (repeat for an ensemble)")
+        if cfg.teachers and not needs_teacher:
+            raise ConfigError(f"--teacher is only used by a distillation loss (kd, kd-triplet-city), not --loss {cfg.loss}")
+        self.cfg = cfg = resolve_teachers(cfg.for_dataset(self.ds), store)
         self.run_id = cfg.run_id()
         self.dir = store.run_dir(self.run_id)
 
@@ -187,6 +194,10 @@ class Trainer:
         self.y_train = torch.as_tensor(self.labels[self.train_rows], device=self.device)
         self.d_train = torch.as_tensor(codes[self.train_rows], device=self.device)
         self.y_eval = torch.as_tensor(self.labels[self.ev.rows], device=self.device)
+        self.t_train = None  # teacher logits per training row (distillation losses)
+        if cfg.teachers:
+            logits = ensemble_logits(self.store, cfg.teachers, ds, cfg, self.train_rows, self.ev.rows, self.device)
+            self.t_train = torch.as_tensor(logits, device=self.device)
 
     # -- model -----------------------------------------------------------------------------
     def build(self) -> None:
@@ -250,11 +261,12 @@ class Trainer:
             y, d = self.y_train[idx_t], self.d_train[idx_t]
             x, y_aug = self.augment(x, y)
             d = d[: x.shape[0]]
+            extra = {} if self.t_train is None else {"teacher": self.t_train[idx_t[: x.shape[0]]]}
             with self.autocast():
                 out = self.model(x)
                 out = ModelOutput(out.logits.float(), out.embedding.float(),
                                   None if out.band_logits is None else out.band_logits.float())
-                terms = self.loss_fn(out, y_aug, d)
+                terms = self.loss_fn(out, y_aug, d, **extra)
             for name, value in terms.items():
                 if not torch.isfinite(value):
                     raise TrainingError(
