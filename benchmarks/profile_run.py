@@ -2,6 +2,13 @@
 
     python -m benchmarks.profile_run                      # the default run (fcnn + triplet-city, quick preset), 40 and 200 mels
     python -m benchmarks.profile_run --mels 40 --epochs 3
+    python -m benchmarks.profile_run --mels 40 --epochs 3 --methods   # + FMS + DIR, and KD against CE
+
+``--methods`` adds, at the first mel setting: the default run with ``--aug freq-mixstyle,dir`` (the
+augmentations work on the cached features, so the time outside forward/backward must stay within
+the target), and a CE run and a KD run (``--loss kd`` from a 1-epoch SubSpectralNet teacher trained
+first, untimed): the teacher's logits are computed once in ``prepare`` and only read per step,
+so the KD run's per-step time outside the model should equal the CE run's.
 
 Runs ``harness.runner.train.run(RunConfig(arch="fcnn", loss="triplet-city"))`` as ``harness run``
 does (quick preset, the synthetic dataset, a fresh results folder) with timers wrapped around the runner's pieces, without
@@ -140,7 +147,8 @@ def instrument(timers: Timers) -> Callable[[], None]:
     return restore
 
 
-def profile_one(n_mels: int, epochs: int | None, arch: str, loss: str, results: Path, device: str) -> dict[str, Any]:
+def profile_one(n_mels: int, epochs: int | None, arch: str, loss: str, results: Path, device: str,
+                aug: str | None = None, teachers: list[str] | None = None) -> dict[str, Any]:
     from harness.data.registry import open_dataset
     from harness.features.cache import load_features
     from harness.features.logmel import FeatureConfig
@@ -150,7 +158,7 @@ def profile_one(n_mels: int, epochs: int | None, arch: str, loss: str, results: 
 
     ds = open_dataset("synthetic", progress=False)
     load_features(ds, FeatureConfig(n_mels=n_mels), progress=False)  # the cache is warm before timing
-    cfg = RunConfig(arch=arch, loss=loss, epochs=epochs, n_mels=n_mels, device=device)
+    cfg = RunConfig(arch=arch, loss=loss, epochs=epochs, n_mels=n_mels, device=device, aug=aug, teachers=list(teachers or []))
     timers = Timers(resolve_device(device))
     restore = instrument(timers)
     try:
@@ -166,7 +174,13 @@ def profile_one(n_mels: int, epochs: int | None, arch: str, loss: str, results: 
     fwd_bwd = sum(parts.get(k, 0.0) for k in ("forward", "loss", "backward"))
     model = sum(parts.get(k, 0.0) for k in MODEL)
     return {
-        "n_mels": n_mels, "arch": arch, "loss": loss, "epochs": summary.get("epochs", epochs), "run_id": summary["run_id"],
+        "n_mels": n_mels, "arch": arch, "loss": loss, "aug": summary.get("aug"), "teachers": list(teachers or []),
+        "epochs": summary.get("epochs", epochs), "run_id": summary["run_id"],
+        "train_steps": timers.calls.get("loss", 0),
+        # per training step, outside the training compute and outside prepare/build/evaluation: the runner's step overhead
+        "step_overhead_ms": round(1000 * (wall - compute - sum(parts.get(k, 0.0) for k in ("prepare", "build", "eval_forward", "evaluation", "metrics", "checkpoint")))
+                                  / max(timers.calls.get("loss", 0), 1), 3),
+        "loss_ms_per_step": round(1000 * parts.get("loss", 0.0) / max(timers.calls.get("loss", 0), 1), 3),
         "wall_s": round(wall, 3), "seconds": {k: round(parts.get(k, 0.0), 3) for k in ORDER},
         "calls": dict(timers.calls),
         "fraction": {k: round(parts.get(k, 0.0) / wall, 4) for k in ORDER},
@@ -177,6 +191,12 @@ def profile_one(n_mels: int, epochs: int | None, arch: str, loss: str, results: 
         "acc_final": summary.get("acc_final"), "params": summary.get("params"),
         "threads": torch.get_num_threads(),
     }
+
+
+def label(r: dict[str, Any]) -> str:
+    aug = f" + {r['aug']}" if r.get("aug") not in (None, "none") else ""
+    teacher = " (teacher: stored logits)" if r.get("teachers") else ""
+    return f"{r['arch']} {r['loss']}{aug}{teacher} {r['n_mels']} mels, {r['epochs']} epochs"
 
 
 def markdown(rec: dict[str, Any]) -> str:
@@ -192,11 +212,11 @@ def markdown(rec: dict[str, Any]) -> str:
     keys = list(ORDER)
     rows = []
     for r in rec["runs"]:
-        rows.append([f"{r['arch']} {r['loss']} {r['n_mels']} mels, {r['epochs']} epochs", f"{r['wall_s']:.1f}"]
+        rows.append([label(r), f"{r['wall_s']:.1f}"]
                     + [f"{r['seconds'][k]:.2f} ({100 * r['fraction'][k]:.1f}%)" for k in keys])
     lines += [tabulate(rows, ["run", "wall s", *keys], tablefmt="github"), ""]
     lines += ["## Target: at most 10 % of the wall time outside forward/backward", ""]
-    rows = [[f"{r['n_mels']} mels", f"{100 * r['outside_compute_fraction']:.1f} %",
+    rows = [[label(r), f"{100 * r['outside_compute_fraction']:.1f} %",
              f"{100 * r['fraction']['eval_forward']:.1f} %",
              f"{100 * r['outside_model_compute_fraction']:.1f} %",
              "pass" if r["outside_compute_fraction"] <= TARGET_OUTSIDE else "FAIL",
@@ -204,6 +224,11 @@ def markdown(rec: dict[str, Any]) -> str:
     lines += [tabulate(rows, ["run", "outside training fwd/bwd/optimizer", "of which evaluation forwards",
                               "outside all model compute (eval forwards counted as forward)",
                               "target, evaluation outside", "target, eval forwards inside"],
+                       tablefmt="github"), ""]
+    lines += ["## Per training step", "",
+              tabulate([[label(r), r["train_steps"], f"{r['loss_ms_per_step']:.2f}", f"{r['step_overhead_ms']:.2f}"]
+                        for r in rec["runs"]],
+                       ["run", "steps", "loss ms / step", "outside model and loss, ms / step (gather, normalise, augment, optimiser bookkeeping, other)"],
                        tablefmt="github"), ""]
     lines += ["## Notes", "", *[f"- {n}" for n in rec["notes"]], ""]
     return "\n".join(lines)
@@ -216,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--arch", default="fcnn", help="architecture (default fcnn)")
     p.add_argument("--loss", default="triplet-city", help="loss (default triplet-city)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto, as harness run)")
+    p.add_argument("--methods", action="store_true", help="add the FMS + DIR run and the CE vs KD pair at the first mel setting")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--out", type=Path, default=HERE / "results", help="output folder (default benchmarks/results)")
     args = p.parse_args(argv)
@@ -236,9 +262,19 @@ def main(argv: list[str] | None = None) -> int:
                     "platform": platform.platform()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_avg_start": round(os.getloadavg()[0], 2),
         "target_outside_fraction": TARGET_OUTSIDE, "runs": []}
+    mels = [int(v) for v in args.mels.split(",") if v.strip()]
     with tempfile.TemporaryDirectory(prefix="harness-profile-") as tmp:
-        for m in [int(v) for v in args.mels.split(",") if v.strip()]:
-            r = profile_one(m, args.epochs, args.arch, args.loss, Path(tmp) / "results", args.device)
+        results = Path(tmp) / "results"
+        plan: list[tuple[int, str, str | None, list[str]]] = [(m, args.loss, None, []) for m in mels]
+        if args.methods:
+            from harness.runner.config import RunConfig
+            from harness.runner.train import run
+
+            teacher = run(RunConfig(arch="subspectralnet", n_mels=mels[0], epochs=1, device=args.device), results,
+                          progress=False, verbose=False)["run_id"]
+            plan += [(mels[0], args.loss, "freq-mixstyle,dir", []), (mels[0], "ce", None, []), (mels[0], "kd", None, [teacher])]
+        for m, loss, aug, teachers in plan:
+            r = profile_one(m, args.epochs, args.arch, loss, results, args.device, aug=aug, teachers=teachers)
             print(json.dumps(r), flush=True)
             rec["runs"].append(r)
     rec["load_avg_end"] = round(os.getloadavg()[0], 2)
@@ -261,8 +297,11 @@ NOTES = [
     "backward = `loss.backward()`; optimizer = Adam's zero_grad + step; eval_forward = the model in eval mode "
     "on the scored clips each epoch; evaluation = the rest of `predict` (batching, moving logits to the CPU).",
     "gather = indexing the resident float16 features and the label/domain tensors with a batch; normalize = "
-    "float conversion and band standardisation; augment = SpecAugment/mixup (none by default: the call "
-    "returns at once).",
+    "float conversion and band standardisation; augment = the --aug pipeline (none by default: the call "
+    "returns at once); with freq-mixstyle,dir it runs on the gathered batch (DIR as a per-band log-gain add).",
+    "KD: the teacher's logits on every training clip are computed once inside `prepare` (from its checkpoint, "
+    "stored in its run folder) and each step indexes them with the batch; compare the KD run's loss ms / step and "
+    "step overhead with the CE run's.",
     "The timers add a few microseconds per call; `other` is what no timer covers.",
 ]
 

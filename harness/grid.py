@@ -142,6 +142,23 @@ def run_distributed(points: list[GridPoint], results: str | Path, storage_url: s
     return len(study.trials)
 
 
+def bind_teachers(points: list[GridPoint], store: ResultsStore) -> tuple[list[GridPoint], list[GridPoint]]:
+    """``points`` with every ``best:ARCH`` teacher replaced by a stored run id, and the points whose
+    teacher is not stored yet (they wait: their run id depends on which run teaches)."""
+    from harness.runner.teacher import BEST, resolve_teachers
+
+    ready, waiting = [], []
+    for p in points:
+        if not any(t.startswith(BEST) for t in p.cfg.teachers):
+            ready.append(p)
+            continue
+        try:
+            ready.append(GridPoint(p.variant, resolve_teachers(p.cfg, store)))
+        except ConfigError:
+            waiting.append(p)
+    return ready, waiting
+
+
 def fold_splits(ds, folds: str | None) -> list[str] | None:
     """``--folds all`` / ``--folds 1,3``: the ``fold:K`` splits to run (None: just ``--split``)."""
     from harness.errors import ConfigError

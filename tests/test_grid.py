@@ -56,3 +56,28 @@ def test_loco_plans_one_run_per_held_out_domain(tiny_synth: Path, tmp_path: Path
         assert f"loco:{city}" in out
     assert main(grid_args(tiny_synth, tmp_path, "--dry-run", "--split", "loco:rome")) == 2
     assert "unknown city 'rome'" in capsys.readouterr().err
+
+
+def test_methods_grid_waits_for_then_uses_the_best_teacher(tiny_synth: Path, tmp_path: Path, capsys) -> None:
+    from harness.data.registry import open_dataset
+    from harness.results.store import ResultsStore
+    from harness.runner.config import RunConfig
+    from harness.runner.teacher import best_run
+
+    assert main(grid_args(tiny_synth, tmp_path, "--table", "methods", "--dry-run")) == 0
+    out = capsys.readouterr().out
+    assert "6 to run" in out and "(8 variants" in out
+    assert "of FCNN-KD, FCNN-KD-triplet wait for a complete stored teacher (best:subspectralnet)" in out
+    identity = open_dataset(str(tiny_synth), progress=False).identity
+    store = ResultsStore(tmp_path)
+    for run_id, acc in (("ssn-weak", 0.4), ("ssn-best", 0.6)):
+        store.update_index({"run_id": run_id, "status": "complete", "arch": "subspectralnet", "split": "fold1",
+                            "dataset_identity": identity, "acc_score": acc})
+    store.update_index({"run_id": "ssn-other-data", "status": "complete", "arch": "subspectralnet", "split": "fold1",
+                        "dataset_identity": "elsewhere", "acc_score": 0.9})
+    store.update_index({"run_id": "ssn-other-split", "status": "complete", "arch": "subspectralnet",
+                        "split": "leave-one-city-out:paris", "dataset_identity": identity, "acc_score": 0.9})
+    assert main(grid_args(tiny_synth, tmp_path, "--table", "methods", "--dry-run")) == 0
+    out = capsys.readouterr().out
+    assert "8 to run" in out and "fcnn-kd-triplet-city-none-m40-s0" in out and "wait" not in out
+    assert best_run(store, "subspectralnet", RunConfig(split="fold1", dataset_identity=identity)) == "ssn-best"

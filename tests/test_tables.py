@@ -93,7 +93,7 @@ def test_variants_map_table1_rows_to_runs() -> None:
     assert get_variant("DCASE baseline").command(40, 0, "paper", "/data/my TAU", "all") == (
         "harness run --arch dcase-baseline --loss ce --aug none --mels 40 --seed 0 --preset paper "
         "--data '/data/my TAU' --unseen all")
-    with pytest.raises(ConfigError, match="unknown Table 1 variant"):
+    with pytest.raises(ConfigError, match="unknown variant"):
         get_variant("resnet")
 
 
@@ -272,3 +272,20 @@ def test_runs_of_one_precision_fill_a_table(store: Path) -> None:
     runs, sel = select_runs(pd.concat([index, bf16], ignore_index=True), dataset="synthetic")
     assert "fx-FCNN-bf16-s0" not in set(runs["run_id"]) and set(runs["run_id"]) == set(fp32["run_id"])
     assert any("precision bf16 (1)" in n and "uses fp32" in n for n in sel.notes)
+
+
+def test_cli_methods_table_against_fcnn_ce(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The methods table: the methods grid's rows, no paper column, every method tested against FCNN + CE."""
+    assert main(["table", "--table", "methods", "--results", str(store), "--format", "json", "--mels", "40"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    rows = {(r["variant"], r["metric"]): r for r in doc["methods"]["rows"]}
+    assert rows[("FCNN", "overall")]["mean_pct"] == pytest.approx(71.0)
+    assert rows[("FCNN-triplet", "unseen")]["mean_pct"] == pytest.approx(65.0)
+    assert rows[("FCNN-FMS", "overall")]["status"] == "missing"
+    assert all(r["paper_pct"] is None for r in doc["methods"]["rows"])
+    assert any("--aug freq-mixstyle" in c for c in doc["methods"]["missing_commands"])
+    assert any("--loss kd --aug none" in c and "--teacher best:subspectralnet" in c for c in doc["methods"]["missing_commands"])
+    assert {(r["variant"], r["baseline"]) for r in doc["stats"]["rows"]} == {("FCNN-triplet", "FCNN")}
+    assert main(["table", "--table", "methods", "--results", str(store), "--mels", "40", "--seeds", "0,1"]) == 0
+    text = capsys.readouterr().out
+    assert "Methods for unseen domains" in text and "paper" not in text.split("\n")[2].lower()

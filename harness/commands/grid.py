@@ -47,10 +47,11 @@ def read_grid(args: argparse.Namespace) -> GridFile:
     """``--config FILE`` (default: the shipped Table 1 grid) merged under the command line."""
     from harness.commands.run import run_parser
     from harness.experiment import canonical_key, flag_keys, merge, read_file, unknown_key_error
-    from harness.report.variants import TABLE1_GRID, read_variants
+    from harness.report.variants import GRIDS, TABLE1_GRID, read_variants
 
-    source = str(args.config or TABLE1_GRID)
-    data = read_file(args.config) if args.config else tomllib.loads(TABLE1_GRID.read_text())
+    shipped = GRIDS.get(str(args.table), TABLE1_GRID)
+    source = str(args.config or shipped)
+    data = read_file(args.config) if args.config else tomllib.loads(shipped.read_text())
     rows = data.pop("variant", None)
     grid_keys, run_keys = flag_keys(args.command_parser), flag_keys(run_parser())
     own = {k: v for k, v in data.items() if canonical_key(k) in grid_keys}
@@ -59,7 +60,7 @@ def read_grid(args: argparse.Namespace) -> GridFile:
         if canonical_key(key) not in run_keys or canonical_key(key) in AXES:
             raise unknown_key_error(key, [*grid_keys, *run_keys, "variant"], source)
     variants = read_variants(rows, source) if rows is not None else read_variants(
-        tomllib.loads(TABLE1_GRID.read_text())["variant"], str(TABLE1_GRID))
+        tomllib.loads(shipped.read_text())["variant"], str(shipped))
     for v in variants:
         for key in v.settings:
             if canonical_key(key) in AXES:
@@ -93,7 +94,7 @@ def variant_configs(grid: GridFile, variants: list[Variant]) -> list[tuple[Varia
 def cmd_grid(args: argparse.Namespace) -> int:
     from harness.commands.run import data_options, open_data
     from harness.data.splits import LOCO, loco_specs
-    from harness.grid import fold_splits, grid_points, pending, run_distributed, run_local, select_variants
+    from harness.grid import bind_teachers, fold_splits, grid_points, pending, run_distributed, run_local, select_variants
     from harness.results.store import ResultsStore
 
     grid = read_grid(args)
@@ -101,7 +102,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     if args.dump_config:
         print(dump_grid(grid), end="")
         return 0
-    if args.table != 1:
+    if args.table == "2":
         raise ConfigError("--table 2 needs no training: run `harness table --table 2`")
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
@@ -118,12 +119,20 @@ def cmd_grid(args: argparse.Namespace) -> int:
     splits = loco_specs(ds) if loco else fold_splits(ds, args.folds)
     points = grid_points(configs, args.mels, list(range(args.seeds)), splits)
     store = ResultsStore(results_dir(args.results))
+    points, waiting = bind_teachers(points, store)
     todo = pending(points, store)
     folds = f" × {len(splits)} held-out domains" if loco else (f" × {len(splits)} folds" if splits else "")
-    print(f"grid: {len(points)} runs ({len(variants)} variants × {len(args.mels)} mel settings × {args.seeds} seeds{folds}), "
+    print(f"grid: {len(points) + len(waiting)} runs ({len(variants)} variants × {len(args.mels)} mel settings × {args.seeds} seeds{folds}), "
           f"{len(points) - len(todo)} already stored, {len(todo)} to run", flush=True)
+    if waiting:
+        names = sorted({p.variant.name for p in waiting})
+        teachers = sorted({t for p in waiting for t in p.cfg.teachers if t.startswith("best:")})
+        print(f"grid: {len(waiting)} run(s) of {', '.join(names)} wait for a complete stored teacher "
+              f"({', '.join(teachers)}); looked for again after the other runs", flush=True)
     if args.dry_run:
         rows = [[p.variant.name, p.cfg.n_mels, p.cfg.seed, p.cfg.split, p.run_id] for p in todo]
+        rows += [[p.variant.name, p.cfg.n_mels, p.cfg.seed, p.cfg.split, "(waits for " + ", ".join(p.cfg.teachers) + ")"]
+                 for p in waiting]
         print(tabulate(rows, headers=["variant", "mels", "seed", "split", "run id"], tablefmt="simple"))
         return 0
     # Features once, here, with every core: the workers then only read the cache instead of
@@ -138,10 +147,17 @@ def cmd_grid(args: argparse.Namespace) -> int:
         print(f"grid study has {n} trials; this worker found no more grid points")
         return 0
     summaries = run_local(todo, store.root, jobs=args.jobs, progress=not args.no_progress)
+    if waiting:  # distillation rows whose teacher was not stored at the start: it may be now
+        ready, still = bind_teachers(waiting, store)
+        summaries += run_local(pending(ready, store), store.root, jobs=args.jobs, progress=not args.no_progress)
+        summaries += [{"run_id": p.label(), "status": "failed",
+                       "error": f"no complete stored teacher for {', '.join(p.cfg.teachers)} on this dataset and split"}
+                      for p in still]
     failed = [s for s in summaries if s.get("status") != "complete"]
     for s in failed:
         print(f"failed: {s['run_id']}: {s.get('error', '')}")
-    print("next: harness table" + (f" --results {shlex.quote(args.results)}" if args.results else ""))
+    print("next: harness table" + (f" --table {args.table}" if args.table != "1" else "")
+          + (f" --results {shlex.quote(args.results)}" if args.results else ""))
     return 1 if failed else 0
 
 
@@ -171,7 +187,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "FCNN-mixup-spec, FCNN-triplet, FCNN-triplet-spec, plus the DCASE baseline and FCNN-triplet-random) "
                     "for each mel setting and seed. Completed runs are skipped, killed runs resume. Several runs share "
                     "the machine with --jobs; several machines share the grid with --storage.")
-    p.add_argument("--table", type=int, default=1, choices=[1, 2], help="which table to produce runs for (default: 1)")
+    p.add_argument("--table", default="1", choices=["1", "2", "methods"],
+                   help="which shipped grid to run without --config: 1 = the paper's Table 1 (harness/grids/table1.toml); "
+                        "methods = FCNN with CE, triplet-city, Frequency-MixStyle, DIR, FMS + triplet, KD and KD + triplet "
+                        "from the best stored SubSpectralNet run (harness/grids/methods.toml) (default: 1)")
     p.add_argument("--mels", type=_ints, default=[40, 200], help="comma-separated mel settings (default: 40,200)")
     p.add_argument("--seeds", type=number_type(integer=True, minimum=1), default=2, help="seeds per configuration, 0..N-1 (default: 2, as the paper)")
     p.add_argument("--variants", help="comma-separated names of the grid's variants to run (default: all rows)")

@@ -93,6 +93,20 @@ def cmd_table(args: argparse.Namespace) -> int:
         loco, loco_stats = build_loco(runs, sel, results, mels=args.mels, n_resamples=args.resamples,
                                       all_domains=dataset_domains(sel))
         tables += [loco] + ([loco_stats] if args.stats else [])
+    elif args.table == "methods":
+        from harness.report.tables import MethodsTable
+        from harness.report.variants import METHOD_VARIANTS
+
+        t = build_table1(load_index(results), dataset=args.dataset, preset=args.preset, unseen=args.unseen,
+                         mels=args.mels, seeds=args.seeds, paper=paper, results=results, split=args.split,
+                         metric=args.metric, variants=METHOD_VARIANTS, table=MethodsTable)
+        if not len(t.runs):
+            print(f"harness: no complete runs in {results / 'index.csv'} match; the table lists the commands that fill it",
+                  file=sys.stderr)
+        tables.append(t)
+        if args.stats and len(t.runs):
+            tables.append(build_stats(t.runs, t.selection, results, mels=args.mels, variants=METHOD_VARIANTS,
+                                      n_resamples=args.resamples))
     elif args.table in ("1", "all"):
         t1 = build_table1(load_index(results), dataset=args.dataset, preset=args.preset, unseen=args.unseen,
                           mels=args.mels, seeds=args.seeds, include_extra=not args.no_extra, paper=paper, results=results,
@@ -141,7 +155,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "10 epochs) beside the paper's numbers, with the command for every missing run; a significance "
                     "table against each variant's baseline row. Table 2: parameters and MACs of the compared "
                     "networks beside the paper's counts (needs no training).")
-    p.add_argument("--table", choices=["1", "2", "all"], default="all", help="which table (default: all)")
+    p.add_argument("--table", choices=["1", "2", "all", "methods"], default="all",
+                   help="which table: 1, 2, all (both), or methods (FCNN with each method for unseen domains against "
+                        "FCNN + CE: the runs of `harness grid --table methods`) (default: all)")
     p.add_argument("--format", choices=FORMATS, default="text",
                    help="text, markdown, latex, csv or json (csv/json: one record per cell, machine-readable) (default: text)")
     p.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically) instead of standard output")

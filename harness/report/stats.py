@@ -284,7 +284,7 @@ def build_stats(runs: pd.DataFrame, selection: Selection, results: str | Path, *
     for v in variants:
         if v.baseline is None:
             continue
-        base = get_variant(v.baseline)
+        base = get_variant(v.baseline, tuple(variants))
         for m in mels:
             pv, pb = preds(runs_of(runs, v, m)), None
             if pv:

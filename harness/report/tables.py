@@ -428,8 +428,10 @@ class Table1:
 def build_table1(index: pd.DataFrame, *, dataset: str | None = None, preset: str | None = None,
                  unseen: str | None = None, mels: Sequence[int] = DEFAULT_MELS, seeds: Sequence[int] = DEFAULT_SEEDS,
                  include_extra: bool = True, paper: Paper | None = None, results: str | Path | None = None,
-                 split: str | None = None, metric: str = "acc") -> Table1:
-    """Fill Table 1 from ``index``; with ``results`` the unseen clip count is read from a stored run.
+                 split: str | None = None, metric: str = "acc", variants: Sequence[Variant] | None = None,
+                 table: type["Table1"] | None = None) -> "Table1":
+    """Fill Table 1 (or ``table`` over ``variants``) from ``index``; with ``results`` the unseen clip
+    count is read from a stored run.
 
     ``split`` as :func:`select_runs`; ``metric`` other than ``acc`` is read from each run's
     ``summary.json`` scores (needs ``results``).
@@ -440,7 +442,8 @@ def build_table1(index: pd.DataFrame, *, dataset: str | None = None, preset: str
         raise ConfigError(f"metric {metric!r} is read from the run folders: give the results folder")
     paper = paper or load_paper()
     runs, sel = select_runs(index, dataset=dataset, preset=preset, unseen=unseen, split=split)
-    variants = VARIANTS if include_extra else PAPER_VARIANTS
+    if variants is None:
+        variants = VARIANTS if include_extra else PAPER_VARIANTS
     cells: dict[tuple[str, int, str], Cell] = {}
     missing: list[MissingRun] = []
     for v in variants:
@@ -464,7 +467,43 @@ def build_table1(index: pd.DataFrame, *, dataset: str | None = None, preset: str
                                                                           split=None if sp == FOLDS else sp)))
     if results is not None and len(runs):
         sel.unseen_clips = _unseen_clips(Path(results), runs)
-    return Table1(sel, cells, tuple(variants), tuple(mels), tuple(seeds), missing, paper, runs, metric=metric)
+    return (table or Table1)(sel, cells, tuple(variants), tuple(mels), tuple(seeds), missing, paper, runs, metric=metric)
+
+
+@dataclass
+class MethodsTable(Table1):
+    """A grid's rows without the paper's columns (the paper has none of these rows)."""
+
+    name: str = "methods"
+
+    @property
+    def title(self) -> str:
+        what = {"acc": "accuracy (%)", "macro_acc": "class-averaged accuracy (%)", "log_loss": "log loss"}[self.metric]
+        return f"Methods for unseen domains: {what} — mean ± sample std over seeds"
+
+    def headers(self) -> list[str]:
+        return ["Variant", "Mels", *(f"{METRIC_LABEL[m]}{self.unit}" for m in METRICS), "Runs"]
+
+    def display_rows(self) -> list[list[str]]:
+        rows = []
+        for v in self.variants:
+            for mels in self.mels:
+                cells = [self.cells[(v.name, mels, m)] for m in METRICS]
+                rows.append([v.name, str(mels), *(_cell_text(c) for c in cells),
+                             f"{cells[0].n}/{len(self.seeds) * max(1, len(self.selection.folds))}"])
+        return rows
+
+    def records(self) -> list[dict[str, Any]]:
+        return [r for r in super().records() if r.get("status") != "paper-only"]
+
+    def notes(self) -> list[str]:
+        unit = "" if self.metric == "log_loss" else ", in percent"
+        return [self.selection.describe(),
+                f"Cells: mean ± sample std (ddof=1) over seeds of each run's {self.metric} and {unseen_name(self.metric)} "
+                f"score (their mean over the scoring window, the last {self.selection.score_last} of "
+                f"{self.selection.epochs} epochs){unit}. Every method in its default settings (`harness list`); "
+                "KD rows are taught by the best complete stored SubSpectralNet run.",
+                *self.selection.notes]
 
 
 def _stored_scores(results: Path, rows: pd.DataFrame, key: str) -> pd.Series:

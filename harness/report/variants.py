@@ -47,6 +47,11 @@ class Variant:
             parts += ["--unseen", unseen]
         if split and split != "fold1":
             parts += ["--split", split]
+        for key, value in self.settings.items():  # a grid row's further run keys, e.g. teacher, arch-opt
+            items = ([f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in value.items()]
+                     if isinstance(value, dict) else value if isinstance(value, list) else [value])
+            for item in items:
+                parts += [f"--{key}", str(item)]
         if results is not None:
             parts += ["--results", str(results)]
         return " ".join(shlex.quote(p) for p in parts)
@@ -91,14 +96,19 @@ TABLE1_GRID = files("harness") / "grids" / "table1.toml"
 VARIANTS: tuple[Variant, ...] = read_variants(tomllib.loads(TABLE1_GRID.read_text())["variant"], str(TABLE1_GRID))
 PAPER_VARIANTS = tuple(v for v in VARIANTS if not v.extra)
 EXTRA_VARIANTS = tuple(v for v in VARIANTS if v.extra)
+#: FCNN with today's tools for unseen domains, each against FCNN + CE (``--table methods``).
+METHODS_GRID = files("harness") / "grids" / "methods.toml"
+METHOD_VARIANTS: tuple[Variant, ...] = read_variants(tomllib.loads(METHODS_GRID.read_text())["variant"], str(METHODS_GRID))
+#: The shipped grid files ``harness grid --table NAME`` runs and ``harness table --table NAME`` prints.
+GRIDS = {"1": TABLE1_GRID, "methods": METHODS_GRID}
 
 
-def get_variant(name: str) -> Variant:
-    """The variant called ``name`` (case-insensitive)."""
-    for v in VARIANTS:
+def get_variant(name: str, variants: tuple[Variant, ...] = VARIANTS) -> Variant:
+    """The variant called ``name`` (case-insensitive) among ``variants``."""
+    for v in variants:
         if v.name.lower() == name.lower():
             return v
-    raise ConfigError(f"unknown Table 1 variant {name!r}; known: {', '.join(v.name for v in VARIANTS)}")
+    raise ConfigError(f"unknown variant {name!r}; known: {', '.join(v.name for v in variants)}")
 
 
 def variant_for(arch: str, loss: str, aug: str) -> Variant | None:
