@@ -14,6 +14,7 @@ from harness.errors import ConfigError
 from harness.options import number_type
 from harness.paths import results_dir
 from harness.report.variants import Variant
+from harness.runner.config import PRESETS
 
 
 def _ints(text: str) -> list[int]:
@@ -195,7 +196,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=number_type(integer=True, minimum=1), default=2, help="seeds per configuration, 0..N-1 (default: 2, as the paper)")
     p.add_argument("--variants", help="comma-separated names of the grid's variants to run (default: all rows)")
     p.add_argument("--no-extra", action="store_true", help="only the paper's rows (skip DCASE baseline and FCNN-triplet-random)")
-    p.add_argument("--preset", default="quick", choices=["paper", "quick"], help="training preset (default: quick)")
+    p.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="training preset (default: quick)")
     p.add_argument("--epochs", type=int, help="override the preset's epochs")
     p.add_argument("--batch-size", type=int, help="override the preset's batch size")
     p.add_argument("--lr", type=float, help="override the preset's learning rate")
