@@ -289,3 +289,19 @@ def test_cli_methods_table_against_fcnn_ce(store: Path, capsys: pytest.CaptureFi
     assert main(["table", "--table", "methods", "--results", str(store), "--mels", "40", "--seeds", "0,1"]) == 0
     text = capsys.readouterr().out
     assert "Methods for unseen domains" in text and "paper" not in text.split("\n")[2].lower()
+
+
+def test_table_of_runs_with_other_epochs(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--epochs N selects runs trained for N epochs instead of the preset's (and only those)."""
+    import pandas as pd
+
+    from harness.report.tables import build_table1, load_index
+
+    index = load_index(store)
+    short = index.assign(epochs=6)
+    assert build_table1(short, mels=(40,), seeds=(0, 1)).runs.empty
+    t = build_table1(short, mels=(40,), seeds=(0, 1), epochs=6)
+    assert len(t.runs) == len(build_table1(index, mels=(40,), seeds=(0, 1)).runs) > 0
+    assert t.selection.epochs == 6 and "of 6 epochs" in " ".join(t.notes())
+    assert build_table1(index, mels=(40,), seeds=(0, 1), epochs=6).runs.empty
+    assert isinstance(short, pd.DataFrame)

@@ -99,7 +99,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 
         t = build_table1(load_index(results), dataset=args.dataset, preset=args.preset, unseen=args.unseen,
                          mels=args.mels, seeds=args.seeds, paper=paper, results=results, split=args.split,
-                         metric=args.metric, variants=METHOD_VARIANTS, table=MethodsTable)
+                         metric=args.metric, variants=METHOD_VARIANTS, table=MethodsTable, epochs=args.epochs)
         if not len(t.runs):
             print(f"harness: no complete runs in {results / 'index.csv'} match; the table lists the commands that fill it",
                   file=sys.stderr)
@@ -110,7 +110,7 @@ def cmd_table(args: argparse.Namespace) -> int:
     elif args.table in ("1", "all"):
         t1 = build_table1(load_index(results), dataset=args.dataset, preset=args.preset, unseen=args.unseen,
                           mels=args.mels, seeds=args.seeds, include_extra=not args.no_extra, paper=paper, results=results,
-                          split=args.split, metric=args.metric)
+                          split=args.split, metric=args.metric, epochs=args.epochs)
         if not len(t1.runs):
             print(f"harness: no complete runs in {results / 'index.csv'} match; Table 1 lists the commands that fill it",
                   file=sys.stderr)
@@ -162,6 +162,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="text, markdown, latex, csv or json (csv/json: one record per cell, machine-readable) (default: text)")
     p.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically) instead of standard output")
     add_selection_options(p)
+    p.add_argument("--epochs", type=positive_int, metavar="N",
+                   help="use runs trained for N epochs (--epochs N of harness run/grid) instead of the preset's (default: the preset's)")
     p.add_argument("--no-extra", action="store_true",
                    help="leave out the harness's extra rows (DCASE baseline, FCNN-triplet-random)")
     p.add_argument("--resamples", type=positive_int, default=2000, help="bootstrap resamples for the confidence intervals (default: 2000)")

@@ -77,6 +77,7 @@ class Selection:
     unseen_clips: int | None = None  # filled in from a stored predictions.npz when one exists
     notes: list[str] = field(default_factory=list)
     folds: tuple[str, ...] = ()  # the pooled cross-validation splits (fold:K) when split == FOLDS
+    run_epochs: int | None = None  # runs of this many epochs instead of the preset's (``harness table --epochs``)
 
     @property
     def beside_paper(self) -> bool:
@@ -95,7 +96,7 @@ class Selection:
     def epochs(self) -> int:
         from harness.runner.config import PRESETS
 
-        return int(PRESETS.get(self.preset, PRESETS["paper"])["epochs"])
+        return self.run_epochs or int(PRESETS.get(self.preset, PRESETS["paper"])["epochs"])
 
     @property
     def data_arg(self) -> str:
@@ -184,14 +185,15 @@ def _match_dataset(df: pd.DataFrame, dataset: str) -> pd.Series:
     return df["dataset_identity"].astype(str).str.startswith(dataset).astype(bool)
 
 
-def _paper_hyperparameters(df: pd.DataFrame, preset: str, notes: list[str]) -> pd.DataFrame:
-    """Drop runs whose epochs / batch / lr / α / γ differ from the preset: they fill no Table 1 cell."""
+def _paper_hyperparameters(df: pd.DataFrame, preset: str, notes: list[str], epochs: int | None = None) -> pd.DataFrame:
+    """Drop runs whose epochs / batch / lr / α / γ differ from the preset (``epochs``: from this
+    number of epochs instead): they fill no Table 1 cell."""
     from harness.runner.config import PRESETS
 
     if preset not in PRESETS or df.empty:
         return df
     keep = pd.Series(True, index=df.index)
-    for col, value in PRESETS[preset].items():
+    for col, value in {**PRESETS[preset], **({"epochs": epochs} if epochs else {})}.items():
         if col not in df.columns or not isinstance(value, (int, float)):  # e.g. score_last: not an index column; aug: a variant axis
             continue
         got = pd.to_numeric(df[col], errors="coerce")
@@ -208,7 +210,8 @@ def _paper_hyperparameters(df: pd.DataFrame, preset: str, notes: list[str]) -> p
 
 
 def select_runs(index: pd.DataFrame, *, dataset: str | None = None, preset: str | None = None,
-                unseen: str | None = None, split: str | None = None) -> tuple[pd.DataFrame, Selection]:
+                unseen: str | None = None, split: str | None = None,
+                epochs: int | None = None) -> tuple[pd.DataFrame, Selection]:
     """The complete runs that fill Table 1 and a :class:`Selection` saying where they come from.
 
     ``split``: one split (``fold1``, ``fold:3``, …), or None: cross-validation runs (``fold:K``)
@@ -261,7 +264,8 @@ def select_runs(index: pd.DataFrame, *, dataset: str | None = None, preset: str 
     sel.unseen_protocol = protocol or unseen or "official"
     if len(runs) == 0:
         notes.append("no complete runs match; every cell is missing (commands below)")
-    runs = _paper_hyperparameters(runs, sel.preset, notes)
+    sel.run_epochs = epochs
+    runs = _paper_hyperparameters(runs, sel.preset, notes, epochs)
     key = ["arch", "loss", "aug", "n_mels", "seed", "split"]
     dup = runs.duplicated(key, keep=False)
     if dup.any():
@@ -429,7 +433,7 @@ def build_table1(index: pd.DataFrame, *, dataset: str | None = None, preset: str
                  unseen: str | None = None, mels: Sequence[int] = DEFAULT_MELS, seeds: Sequence[int] = DEFAULT_SEEDS,
                  include_extra: bool = True, paper: Paper | None = None, results: str | Path | None = None,
                  split: str | None = None, metric: str = "acc", variants: Sequence[Variant] | None = None,
-                 table: type["Table1"] | None = None) -> "Table1":
+                 table: type["Table1"] | None = None, epochs: int | None = None) -> "Table1":
     """Fill Table 1 (or ``table`` over ``variants``) from ``index``; with ``results`` the unseen clip
     count is read from a stored run.
 
@@ -441,7 +445,7 @@ def build_table1(index: pd.DataFrame, *, dataset: str | None = None, preset: str
     if metric != "acc" and results is None:
         raise ConfigError(f"metric {metric!r} is read from the run folders: give the results folder")
     paper = paper or load_paper()
-    runs, sel = select_runs(index, dataset=dataset, preset=preset, unseen=unseen, split=split)
+    runs, sel = select_runs(index, dataset=dataset, preset=preset, unseen=unseen, split=split, epochs=epochs)
     if variants is None:
         variants = VARIANTS if include_extra else PAPER_VARIANTS
     cells: dict[tuple[str, int, str], Cell] = {}
