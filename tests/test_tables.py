@@ -302,6 +302,8 @@ def test_table_of_runs_with_other_epochs(store: Path, tmp_path: Path, capsys: py
     assert build_table1(short, mels=(40,), seeds=(0, 1)).runs.empty
     t = build_table1(short, mels=(40,), seeds=(0, 1), epochs=6)
     assert len(t.runs) == len(build_table1(index, mels=(40,), seeds=(0, 1)).runs) > 0
-    assert t.selection.epochs == 6 and "of 6 epochs" in " ".join(t.notes())
+    assert t.selection.epochs == 6 and "the last 5 of 6 epochs" in " ".join(t.notes())
+    assert build_table1(short.assign(epochs=3), mels=(40,), seeds=(0, 1), epochs=3).selection.score_last == 3
+    assert all("--epochs 6" in c for c in build_table1(short.iloc[:0], mels=(40,), seeds=(0,), epochs=6).commands())
     assert build_table1(index, mels=(40,), seeds=(0, 1), epochs=6).runs.empty
     assert isinstance(short, pd.DataFrame)

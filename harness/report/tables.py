@@ -90,7 +90,7 @@ class Selection:
         """How many final epochs each run's score averages (the preset's, as the runs were filtered by it)."""
         from harness.runner.config import PRESETS
 
-        return int(PRESETS.get(self.preset, PRESETS["paper"])["score_last"])
+        return min(int(PRESETS.get(self.preset, PRESETS["paper"])["score_last"]), self.epochs)
 
     @property
     def epochs(self) -> int:
@@ -468,7 +468,8 @@ def build_table1(index: pd.DataFrame, *, dataset: str | None = None, preset: str
                     if (s, sp) not in have:
                         missing.append(MissingRun(v.name, m, s, v.command(m, s, sel.preset, sel.data_arg,
                                                                           sel.unseen_protocol, results,
-                                                                          split=None if sp == FOLDS else sp)))
+                                                                          split=None if sp == FOLDS else sp,
+                                                                          epochs=sel.run_epochs)))
     if results is not None and len(runs):
         sel.unseen_clips = _unseen_clips(Path(results), runs)
     return (table or Table1)(sel, cells, tuple(variants), tuple(mels), tuple(seeds), missing, paper, runs, metric=metric)

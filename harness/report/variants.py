@@ -36,11 +36,14 @@ class Variant:
         return (self.arch, self.loss, self.aug)
 
     def command(self, n_mels: int, seed: int, preset: str = "paper", data: str | None = "synthetic",
-                unseen: str = "official", results: str | Path | None = None, split: str | None = None) -> str:
+                unseen: str = "official", results: str | Path | None = None, split: str | None = None,
+                epochs: int | None = None) -> str:
         """The ``harness run`` line that produces this row's run for one feature size and seed, into
         ``results`` when given (shell-quoted: paste it as it is)."""
         parts = ["harness", "run", "--arch", self.arch, "--loss", self.loss, "--aug", self.aug,
                  "--mels", str(int(n_mels)), "--seed", str(int(seed)), "--preset", preset]
+        if epochs:
+            parts += ["--epochs", str(int(epochs))]
         if data and data != "synthetic":
             parts += ["--data", str(data)]
         if unseen != "official":
