@@ -7,11 +7,11 @@ depthwise (1,7) time conv (forward, and twice in the backward) and, in the first
 conv over the 2 input channels. ``benchmarks/dpbf16.c`` holds both in float32 FMAs, as the kernel
 computes them, and in AVX512-BF16 dot products (``_mm512_dpbf16_ps``: 2 bf16 products per float32
 lane per instruction), including the packing into bf16 pairs that the dot products need. Each is
-timed alone (1 thread, best of ``--repeats``), at the sizes of an FCNN-40 training step.
+timed alone (1 thread, fp32 and bf16 alternately, best of ``--repeats`` each), at the sizes of an FCNN-40 training step.
 
 Then, how much of an FCNN-40 training step under ``--precision bf16`` the fused kernels take
 (``torch.profiler``, self CPU time of the ``harness::`` operators and their autograd nodes, 1
-thread): with share f and the best loop speed-up s, a bf16 variant can speed the step up by at most
+thread; the step times are medians of steps taken alternately at fp32 and bf16): with share f and the best loop speed-up s, a bf16 variant can speed the step up by at most
 1 / (1 - f + f / s) (Amdahl, as if every kernel instruction sped up by s).
 
 Writes ``<out>/dpbf16-<host>.json`` and ``.md`` (default ``benchmarks/results/precision``).
@@ -71,16 +71,20 @@ def aligned(n: int, dtype: type = np.float32) -> np.ndarray:
     return raw[skip:skip + n]
 
 
-def time_loop(fn, seconds: float, repeats: int) -> float:
-    """Best seconds per repetition of ``fn(reps)`` over ``repeats`` calls lasting about ``seconds`` each."""
-    t0 = time.perf_counter()
-    fn(10)
-    reps = max(10, int(10 * seconds / max(time.perf_counter() - t0, 1e-9)))
-    best = float("inf")
-    for _ in range(repeats):
+def time_pair(fns, seconds: float, repeats: int) -> list[float]:
+    """Best seconds per repetition of each ``fn(reps)``, timed alternately (``repeats`` rounds of
+    about ``seconds`` each), so that both see the same background load."""
+    counts = []
+    for fn in fns:
         t0 = time.perf_counter()
-        fn(reps)
-        best = min(best, (time.perf_counter() - t0) / reps)
+        fn(10)
+        counts.append(max(10, int(10 * seconds / max(time.perf_counter() - t0, 1e-9))))
+    best = [float("inf")] * len(fns)
+    for _ in range(repeats):
+        for i, (fn, reps) in enumerate(zip(fns, counts)):
+            t0 = time.perf_counter()
+            fn(reps)
+            best[i] = min(best[i], (time.perf_counter() - t0) / reps)
     return best
 
 
@@ -109,7 +113,7 @@ def loops(lib: ctypes.CDLL, seconds: float, repeats: int) -> list[dict[str, Any]
             calls = (lambda n: lib.stem_f32(p(x), p(w), p(b), p(y32), T, nblk, n),
                      lambda n: lib.stem_bf16(p(x), p(w), p(b), p(y16), T, nblk, p(scratch), n))
             what, outputs = f"first block's (7,1) conv over 2 input channels, T = {T}, {16 * nblk} channels", T * nblk
-        t32, t16 = (time_loop(fn, seconds, repeats) for fn in calls)
+        t32, t16 = time_pair(calls, seconds, repeats)
         err = float(np.abs(y16 - y32).max() / np.abs(y32).max())
         out.append({"loop": loop, "what": what, "T": T, "channel_blocks": nblk,
                     "f32_ns_per_vector": round(t32 / outputs * 1e9, 3), "bf16_ns_per_vector": round(t16 / outputs * 1e9, 3),
@@ -127,22 +131,29 @@ def kernel_share(steps: int) -> dict[str, Any]:
     import losses  # noqa: F401
     from benchmarks.train import Config, make_trainer
 
-    share = {}
-    for prec in ("fp32", "bf16"):
-        with tempfile.TemporaryDirectory(prefix="harness-dpbf16-") as tmp:
-            tr = make_trainer(Config("fcnn", 40, "fused", prec), 32, torch.device("cpu"), 32, 64, Path(tmp))
-            for _ in range(2):
-                tr.train_epoch(1)
-            with profile(activities=[ProfilerActivity.CPU]) as prof:
+    share: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="harness-dpbf16-") as tmp:
+        trainers = {prec: make_trainer(Config("fcnn", 40, "fused", prec), 32, torch.device("cpu"), 32, 64, Path(tmp))
+                    for prec in ("fp32", "bf16")}
+        times: dict[str, list[float]] = {prec: [] for prec in trainers}
+        for tr in trainers.values():
+            tr.train_epoch(1)
+        for _ in range(steps):  # alternately, so both see the same background load
+            for prec, tr in trainers.items():
                 t0 = time.perf_counter()
-                for _ in range(steps):
+                tr.train_epoch(1)
+                times[prec].append(time.perf_counter() - t0)
+        for prec, tr in trainers.items():
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(max(2, steps // 2)):
                     tr.train_epoch(1)
-                wall = (time.perf_counter() - t0) / steps
-        events = prof.key_averages()
-        total = sum(e.self_cpu_time_total for e in events)
-        fused = sum(e.self_cpu_time_total for e in events if "harness" in e.key)
-        share[prec] = {"step_ms": round(wall * 1e3, 1), "fused_share": round(fused / total, 3)}
-        print(f"FCNN-40 {prec} step {wall * 1e3:.0f} ms, fused operators {100 * fused / total:.0f} % of it", flush=True)
+            events = prof.key_averages()
+            total = sum(e.self_cpu_time_total for e in events)
+            fused = sum(e.self_cpu_time_total for e in events if "harness" in e.key)
+            wall = float(np.median(times[prec]))
+            share[prec] = {"step_ms": round(wall * 1e3, 1), "fused_share": round(fused / total, 3)}
+            print(f"FCNN-40 {prec} step {wall * 1e3:.0f} ms (median), fused operators {100 * fused / total:.0f} % of it",
+                  flush=True)
     return share
 
 
@@ -181,7 +192,7 @@ def markdown(rec: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=0.3, help="seconds per timed batch of calls (default 0.3)")
-    ap.add_argument("--repeats", type=int, default=7, help="timed batches per loop, best taken (default 7)")
+    ap.add_argument("--repeats", type=int, default=7, help="timed rounds per loop, best taken (default 7)")
     ap.add_argument("--steps", type=int, default=6, help="profiled training steps per precision (default 6)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "precision",
                     help="output folder (default benchmarks/results/precision)")

@@ -163,7 +163,7 @@ def markdown(rec: dict[str, Any]) -> list[str]:
                            fmt_p(g["score_ttest_p"] if g["score_ttest_p"] is not None else float("nan"))
                            if subset == "overall" else "",
                            ("within noise" if g["within_noise"] else "DIFFERS") if subset == "overall" else ""])
-        lines += [tabulate(gt, ["configuration", "clips", "n", "Δ pts (final epoch)", "95 % CI", "p", "p Holm",
+        lines += [tabulate(gt, ["configuration", "subset", "clips", "Δ pts (final epoch)", "95 % CI", "p", "p Holm",
                                 "MDE pts", "Δ score per seed", "t-test p (seeds)", "verdict"], tablefmt="github",
                            disable_numparse=True), ""]
     return lines

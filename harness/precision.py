@@ -24,8 +24,8 @@ PRECISIONS = ("fp32", "bf16", "auto")
 #: fused kernels"). A CPU without either flag: fp32.
 AUTO_BF16 = {
     "cuda": True,          # bf16 autocast was the GPU default before the option existed
-    "amx_bf16": False,     # faster, but accuracy parity not measured yet
-    "avx512_bf16": False,  # 1.13x for SubSpectralNet-40 measured; accuracy parity not measured yet
+    "amx_bf16": False,     # faster, but accuracy parity not measured on such a machine
+    "avx512_bf16": False,  # parity within noise, but a quiet-machine speed-up not measured (README)
 }
 
 
