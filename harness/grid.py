@@ -44,20 +44,21 @@ class GridPoint:
         return f"{self.variant.name} · {self.cfg.n_mels} mels · seed {self.cfg.seed}{split}"
 
 
-def grid_points(rows: list[tuple[Variant, RunConfig]], mels: list[int], seeds: list[int],
+def grid_points(rows: list[tuple[Variant, RunConfig]], mels: list[int | None], seeds: list[int],
                 splits: list[str] | None = None) -> list[GridPoint]:
     """Every (variant, mels, seed, split) as a resolved run configuration, in a stable order;
     ``rows`` pairs each variant with its run configuration (``harness grid`` builds them from the
     grid file) already bound to the dataset (:meth:`RunConfig.for_dataset`), so run ids are final
     here; ``splits`` (cross-validation folds ``fold:K``, loco folds) default to each row's split. Seeds vary
-    slowest, so an interrupted fold grid has whole seeds of every fold and variant.
+    slowest, so an interrupted fold grid has whole seeds of every fold and variant. A ``mels`` of
+    None keeps each row's own band count (its front end's).
     """
     points = []
     for seed in seeds:
         for n_mels in mels:
             for split in splits or [None]:
                 for variant, base in rows:
-                    cfg = replace(base, n_mels=n_mels, seed=seed, split=split or base.split).resolved()
+                    cfg = replace(base, n_mels=n_mels or base.n_mels, seed=seed, split=split or base.split).resolved()
                     points.append(GridPoint(variant, cfg))
     return points
 

@@ -236,3 +236,42 @@ def test_run_on_a_subset_reports_macro_accuracy_and_device_groups(mobile: Path, 
                 "acc_recording_real", "acc_recording_simulated", "acc_domain_s6"):
         assert np.isfinite(scores[key]), key
     assert scores["unseen_acc"] == pytest.approx(scores["acc_device_unseen"])
+
+
+# -- the DCASE 2024 comparison: a grid over subsets and its table ----------------------------------------------
+
+def test_dcase2024_grid_runs_each_row_on_each_subset_at_its_front_end(mobile: Path, tmp_path: Path, capsys) -> None:
+    from harness.cli import main
+
+    assert main(["grid", "--table", "subsets", "--data", str(mobile), "--seeds", "1", "--dry-run",
+                 "--results", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "grid: 25 runs (5 variants × each front end's mel bands × 5 subsets × 1 seeds)" in out
+    rows = [ln.split() for ln in out.splitlines() if ln.startswith(("DCASE 2024 baseline", "FCNN "))]
+    assert {(r[3], r[4], r[5]) for r in rows if r[2] == "baseline"} == {("256", "0", f"split{n}") for n in sm.SUBSETS}
+    assert main(["grid", "--data", str(mobile), "--subset", "5,30", "--dry-run", "--results", str(tmp_path)]) == 2
+    assert "--subset must be one of 5, 10, 25, 50, 100" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_grid_and_table_on_the_synthetic_2022_preset(mobile: Path, tmp_path: Path, capsys) -> None:
+    import json
+
+    from harness.cli import main
+
+    results = tmp_path / "results"
+    assert main(["grid", "--table", "subsets", "--data", str(mobile), "--subset", "5,100", "--variants",
+                 "DCASE 2024 baseline,DCASE 2019 baseline", "--seeds", "1", "--epochs", "1", "--device", "cpu", "--precision", "fp32",
+                 "--results", str(results), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["table", "--table", "subsets", "--format", "json", "--results", str(results)]) == 0
+    records = json.loads(capsys.readouterr().out)
+    rows = {(r["variant"], r["subset"]): r for r in records["subsets"]["rows"]}
+    assert set(rows) == {(v, n) for v in ("DCASE 2024 baseline", "DCASE 2019 baseline") for n in (5, 100)}
+    for r in rows.values():
+        assert 0.0 <= r["macro_acc"] <= 1.0 and r["log_loss"] > 0 and r["runs"] == 1
+        assert all(0.0 <= r[f"acc_{g}"] <= 1.0 for g in ("real", "simulated-seen", "unseen"))
+    assert rows[("DCASE 2019 baseline", 5)]["published_macro_acc"] == 42.40 and rows[("DCASE 2019 baseline", 100)]["published_macro_acc"] == 56.99
+    assert main(["table", "--table", "subsets", "--format", "markdown", "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "DCASE 2024 baseline (published)" in out and "42.40 ± 0.42" in out and "not comparable" in out

@@ -115,15 +115,21 @@ def cmd_grid(args: argparse.Namespace) -> int:
     configs = variant_configs(grid, variants)
     for _, cfg in configs:
         cfg.resolved()  # every row's options are checked before any data is read
-    ds = open_data(args)
-    configs = [(v, replace(cfg, split=None if loco else args.split).for_dataset(ds)) for v, cfg in configs]  # a bad split fails here
-    splits = loco_specs(ds) if loco else fold_splits(ds, args.folds)
-    points = grid_points(configs, args.mels, list(range(args.seeds)), splits)
+    subsets = [s.strip() for s in args.subset.split(",") if s.strip()] if args.subset else [None]
+    datasets = [open_data(args, announce=i == 0, subset=s) for i, s in enumerate(subsets)]  # missing or broken split files fail here
+    points, splits = [], None
+    for ds in datasets:
+        bound = [(v, replace(cfg, split=None if loco else args.split).for_dataset(ds)) for v, cfg in configs]  # a bad split fails here
+        splits = loco_specs(ds) if loco else fold_splits(ds, args.folds)
+        points += grid_points(bound, args.mels or [None], list(range(args.seeds)), splits)
+    points.sort(key=lambda p: p.cfg.seed)  # stable: seeds slowest, across subsets too
     store = ResultsStore(results_dir(args.results))
     points, waiting = bind_teachers(points, store)
     todo = pending(points, store)
     folds = f" × {len(splits)} held-out domains" if loco else (f" × {len(splits)} folds" if splits else "")
-    print(f"grid: {len(points) + len(waiting)} runs ({len(variants)} variants × {len(args.mels)} mel settings × {args.seeds} seeds{folds}), "
+    mels = f"{len(args.mels)} mel settings" if args.mels else "each front end's mel bands"
+    per_subset = f" × {len(subsets)} subsets" if len(subsets) > 1 else ""
+    print(f"grid: {len(points) + len(waiting)} runs ({len(variants)} variants × {mels}{per_subset} × {args.seeds} seeds{folds}), "
           f"{len(points) - len(todo)} already stored, {len(todo)} to run", flush=True)
     if waiting:
         names = sorted({p.variant.name for p in waiting})
@@ -139,10 +145,11 @@ def cmd_grid(args: argparse.Namespace) -> int:
     # Features once, here, with every core: the workers then only read the cache instead of
     # extracting the same features side by side.
     from harness.features.cache import load_features
-    from harness.features.logmel import FeatureConfig
 
-    for mels in sorted({p.cfg.n_mels for p in (points if args.storage else todo)}):
-        load_features(ds, FeatureConfig(n_mels=mels), progress=not args.no_progress)
+    for ds in datasets:  # subsets of one dataset share the cache: extracted for the first, then cache hits
+        wanted = {p.cfg.feature_config() for p in (points if args.storage else todo) if p.cfg.dataset_identity == ds.identity}
+        for features in sorted(wanted, key=repr):
+            load_features(ds, features, progress=not args.no_progress)
     if args.storage:
         n = run_distributed(points, store.root, args.storage, progress=not args.no_progress)
         print(f"grid study has {n} trials; this worker found no more grid points")
@@ -188,11 +195,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "FCNN-mixup-spec, FCNN-triplet, FCNN-triplet-spec, plus the DCASE baseline and FCNN-triplet-random) "
                     "for each mel setting and seed. Completed runs are skipped, killed runs resume. Several runs share "
                     "the machine with --jobs; several machines share the grid with --storage.")
-    p.add_argument("--table", default="1", choices=["1", "2", "methods"],
+    p.add_argument("--table", default="1", choices=["1", "2", "methods", "subsets"],
                    help="which shipped grid to run without --config: 1 = the paper's Table 1 (harness/grids/table1.toml); "
                         "methods = FCNN with CE, triplet-city, Frequency-MixStyle, DIR, FMS + triplet, KD and KD + triplet "
-                        "from the best stored SubSpectralNet run (harness/grids/methods.toml) (default: 1)")
-    p.add_argument("--mels", type=_ints, default=[40, 200], help="comma-separated mel settings (default: 40,200)")
+                        "from the best stored SubSpectralNet run (harness/grids/methods.toml); subsets = the DCASE 2024 comparison: the "
+                        "DCASE 2024 baseline, DCASE 2019 baseline, SubSpectralNet, FCNN and FCNN-triplet-device on each "
+                        "TAU 2022 Mobile subset 5,10,25,50,100 (harness/grids/dcase2024.toml) (default: 1)")
+    p.add_argument("--mels", type=_ints, help="comma-separated mel settings (default: the grid file's, 40,200 for Table 1; "
+                                              "without one each row's front end's bands)")
     p.add_argument("--seeds", type=number_type(integer=True, minimum=1), default=2, help="seeds per configuration, 0..N-1 (default: 2, as the paper)")
     p.add_argument("--variants", help="comma-separated names of the grid's variants to run (default: all rows)")
     p.add_argument("--no-extra", action="store_true", help="only the paper's rows (skip DCASE baseline and FCNN-triplet-random)")

@@ -132,12 +132,13 @@ def data_options(args: argparse.Namespace) -> dict[str, Any]:
     return opts
 
 
-def open_data(args: argparse.Namespace):
-    """The dataset the command line names, saying which layout was detected."""
+def open_data(args: argparse.Namespace, announce: bool = True, **override: Any):
+    """The dataset the command line names, saying which layout was detected; ``override`` replaces
+    plugin options (``harness grid --subset 5,10`` opens one dataset per subset)."""
     from harness.data.registry import open_dataset
 
-    return open_dataset(args.data, dataset=args.dataset, progress=not args.no_progress, announce=True,
-                        **data_options(args))
+    return open_dataset(args.data, dataset=args.dataset, progress=not args.no_progress, announce=announce,
+                        **{**data_options(args), **override})
 
 
 def config_from_args(args: argparse.Namespace, **extra: Any) -> RunConfig:

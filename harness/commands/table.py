@@ -82,7 +82,15 @@ def cmd_table(args: argparse.Namespace) -> int:
 
         n = ResultsStore(results).reindex()
         print(f"rebuilt {results / 'index.csv'} from {n} run summaries (older run folders migrated)", file=sys.stderr)
-    if args.split == "loco" and args.table in ("1", "all"):
+    if args.table == "subsets":
+        from harness.report.subsets import build_subset_table
+
+        table = build_subset_table(results, load_index(results), dataset=args.dataset)
+        if table.runs.empty:
+            print(f"harness: no complete runs on the DCASE 2024 splits in {results / 'index.csv'}; run "
+                  "`harness grid --table subsets --data PATH`", file=sys.stderr)
+        tables.append(table)
+    elif args.split == "loco" and args.table in ("1", "all"):
         from harness.report.loco import build_loco, dataset_domains
         from harness.report.tables import select_runs
 
@@ -155,9 +163,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "10 epochs) beside the paper's numbers, with the command for every missing run; a significance "
                     "table against each variant's baseline row. Table 2: parameters and MACs of the compared "
                     "networks beside the paper's counts (needs no training).")
-    p.add_argument("--table", choices=["1", "2", "all", "methods"], default="all",
-                   help="which table: 1, 2, all (both), or methods (FCNN with each method for unseen domains against "
-                        "FCNN + CE: the runs of `harness grid --table methods`) (default: all)")
+    p.add_argument("--table", choices=["1", "2", "all", "methods", "subsets"], default="all",
+                   help="which table: 1, 2, all (both), methods (FCNN with each method for unseen domains against "
+                        "FCNN + CE: the runs of `harness grid --table methods`), or subsets (the DCASE 2024 comparison: "
+                        "macro accuracy per training subset and device group beside the DCASE 2024 baseline's published "
+                        "figures: the runs of `harness grid --table subsets`) (default: all)")
     p.add_argument("--format", choices=FORMATS, default="text",
                    help="text, markdown, latex, csv or json (csv/json: one record per cell, machine-readable) (default: text)")
     p.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically) instead of standard output")

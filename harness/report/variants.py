@@ -96,6 +96,7 @@ def read_variants(rows: Any, source: str) -> tuple[Variant, ...]:
 #: Table 1's rows live in the grid file shipped with the package, the file a user copies to
 #: define an ablation of their own (``harness grid --dump-config``).
 TABLE1_GRID = files("harness") / "grids" / "table1.toml"
+
 VARIANTS: tuple[Variant, ...] = read_variants(tomllib.loads(TABLE1_GRID.read_text())["variant"], str(TABLE1_GRID))
 PAPER_VARIANTS = tuple(v for v in VARIANTS if not v.extra)
 EXTRA_VARIANTS = tuple(v for v in VARIANTS if v.extra)
@@ -103,7 +104,9 @@ EXTRA_VARIANTS = tuple(v for v in VARIANTS if v.extra)
 METHODS_GRID = files("harness") / "grids" / "methods.toml"
 METHOD_VARIANTS: tuple[Variant, ...] = read_variants(tomllib.loads(METHODS_GRID.read_text())["variant"], str(METHODS_GRID))
 #: The shipped grid files ``harness grid --table NAME`` runs and ``harness table --table NAME`` prints.
-GRIDS = {"1": TABLE1_GRID, "methods": METHODS_GRID}
+#: The DCASE 2024 comparison on each TAU 2022 Mobile subset (``--table subsets``).
+SUBSETS_GRID = files("harness") / "grids" / "dcase2024.toml"
+GRIDS = {"1": TABLE1_GRID, "methods": METHODS_GRID, "subsets": SUBSETS_GRID}
 
 
 def get_variant(name: str, variants: tuple[Variant, ...] = VARIANTS) -> Variant:
