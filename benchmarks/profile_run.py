@@ -3,6 +3,7 @@
     python -m benchmarks.profile_run                      # the default run (fcnn + triplet-city, quick preset), 40 and 200 mels
     python -m benchmarks.profile_run --mels 40 --epochs 3
     python -m benchmarks.profile_run --mels 40 --epochs 3 --methods   # + FMS + DIR, and KD against CE
+    python -m benchmarks.profile_run --preset tau2022 --epochs 3      # the synthetic 1-s TAU 2022 preset, every architecture
 
 ``--methods`` adds, at the first mel setting: the default run with ``--aug freq-mixstyle,dir`` (the
 augmentations work on the cached features, so the time outside forward/backward must stay within
@@ -147,18 +148,41 @@ def instrument(timers: Timers) -> Callable[[], None]:
     return restore
 
 
-def profile_one(n_mels: int, epochs: int | None, arch: str, loss: str, results: Path, device: str,
-                aug: str | None = None, teachers: list[str] | None = None) -> dict[str, Any]:
+#: ``--preset tau2022``: every architecture on its own front end, as the DCASE 2024 comparison runs them.
+TAU2022_RUNS = (("dcase2024-baseline", "dcase2024"), ("dcase-baseline", "dcase2019"), ("subspectralnet", "dcase2019"),
+                ("fcnn", "dcase2019"))
+
+
+def tau2022_dataset() -> Path:
+    """The synthetic 1-s TAU 2022 Mobile preset (``harness data synth --preset tau2022``), generated once into the cache."""
+    from harness.data import synth_mobile as sm
+
+    # More training than test clips, as in the real protocol (split100 is 4.7x test.csv): every seen device on
+    # every training recording, 5 of 6 locations in training.
+    cfg = sm.MobileSynthConfig(cities=("lisbon", "lyon", "paris"), locations_per_scene_city=6,
+                               train_devices_per_recording=5, recording_seconds=2)
+    root = sm.default_root(cfg)
+    if not (root / "meta.csv").is_file():
+        sm.generate(cfg, root, progress=False)
+    return root
+
+
+def profile_one(n_mels: int | None, epochs: int | None, arch: str, loss: str, results: Path, device: str,
+                aug: str | None = None, teachers: list[str] | None = None, data: str = "synthetic",
+                features: str = "dcase2019", subset: int | None = None) -> dict[str, Any]:
     from harness.data.registry import open_dataset
     from harness.features.cache import load_features
-    from harness.features.logmel import FeatureConfig
+    from harness.features.logmel import feature_preset
     from harness.runner.config import RunConfig
     from harness.runner.environment import resolve_device
     from harness.runner.train import run
 
-    ds = open_dataset("synthetic", progress=False)
-    load_features(ds, FeatureConfig(n_mels=n_mels), progress=False)  # the cache is warm before timing
-    cfg = RunConfig(arch=arch, loss=loss, epochs=epochs, n_mels=n_mels, device=device, aug=aug, teachers=list(teachers or []))
+    options = {"subset": subset} if subset else {}
+    ds = open_dataset(data, progress=False, **options)
+    n_mels = n_mels or feature_preset(features).n_mels
+    load_features(ds, feature_preset(features, n_mels), progress=False)  # the cache is warm before timing
+    cfg = RunConfig(arch=arch, loss=loss, epochs=epochs, n_mels=n_mels, device=device, aug=aug, teachers=list(teachers or []),
+                    data=data, features=features, data_options=options)
     timers = Timers(resolve_device(device))
     restore = instrument(timers)
     try:
@@ -176,6 +200,7 @@ def profile_one(n_mels: int, epochs: int | None, arch: str, loss: str, results: 
     return {
         "n_mels": n_mels, "arch": arch, "loss": loss, "aug": summary.get("aug"), "teachers": list(teachers or []),
         "epochs": summary.get("epochs", epochs), "run_id": summary["run_id"],
+        "features": features, "subset": subset, "data": "synthetic" if data == "synthetic" else Path(data).name,
         "train_steps": timers.calls.get("loss", 0),
         # per training step, outside the training compute and outside prepare/build/evaluation: the runner's step overhead
         "step_overhead_ms": round(1000 * (wall - compute - sum(parts.get(k, 0.0) for k in ("prepare", "build", "eval_forward", "evaluation", "metrics", "checkpoint")))
@@ -196,7 +221,8 @@ def profile_one(n_mels: int, epochs: int | None, arch: str, loss: str, results: 
 def label(r: dict[str, Any]) -> str:
     aug = f" + {r['aug']}" if r.get("aug") not in (None, "none") else ""
     teacher = " (teacher: stored logits)" if r.get("teachers") else ""
-    return f"{r['arch']} {r['loss']}{aug}{teacher} {r['n_mels']} mels, {r['epochs']} epochs"
+    front = f" ({r['features']})" if r.get("features", "dcase2019") != "dcase2019" else ""
+    return f"{r['arch']} {r['loss']}{aug}{teacher} {r['n_mels']} mels{front}, {r['epochs']} epochs"
 
 
 def markdown(rec: dict[str, Any]) -> str:
@@ -206,8 +232,11 @@ def markdown(rec: dict[str, Any]) -> str:
     lines = [f"# Where a `harness run` spends its time ({m['host']})", "",
              f"{m['cpu']}, {m['cores']} cores, torch {m['torch']} with {m['torch_threads']} threads; "
              f"1-minute load average {rec['load_avg_start']} at start, {rec['load_avg_end']} at end.", "",
-             "Run: `harness.runner.train.run(RunConfig(arch=..., loss=..., epochs=...))` on the synthetic dataset "
-             "(4 s clips: 200 frames), fresh results folder, warm feature cache. Seconds inside each timer "
+             "Run: `harness.runner.train.run(RunConfig(arch=..., loss=..., epochs=...))` on "
+             + ("the synthetic 1-s TAU 2022 Mobile preset (subset 100: train on split100.csv, score on test.csv; each "
+                "architecture on its own front end: 50 frames at 40 mels for dcase2019, 65 frames at 256 mels for dcase2024)"
+                if any(r.get("subset") for r in rec["runs"]) else "the synthetic dataset (4 s clips: 200 frames)")
+             + ", fresh results folder, warm feature cache. Seconds inside each timer "
              "(nested time counted once, in the innermost).", ""]
     keys = list(ORDER)
     rows = []
@@ -243,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto, as harness run)")
     p.add_argument("--methods", action="store_true", help="add the FMS + DIR run and the CE vs KD pair at the first mel setting")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--preset", choices=["default", "tau2022"], default="default",
+                   help="default: the synthetic default (4-s clips) with --arch/--loss/--mels; tau2022: the synthetic 1-s "
+                        "TAU 2022 Mobile preset, every architecture on its own front end (subset 100, cross-entropy)")
     p.add_argument("--out", type=Path, default=HERE / "results", help="output folder (default benchmarks/results)")
     args = p.parse_args(argv)
     import architectures  # noqa: F401
@@ -273,6 +305,14 @@ def main(argv: list[str] | None = None) -> int:
             teacher = run(RunConfig(arch="subspectralnet", n_mels=mels[0], epochs=1, device=args.device), results,
                           progress=False, verbose=False)["run_id"]
             plan += [(mels[0], args.loss, "freq-mixstyle,dir", []), (mels[0], "ce", None, []), (mels[0], "kd", None, [teacher])]
+        if args.preset == "tau2022":
+            data = str(tau2022_dataset())
+            for arch, features in TAU2022_RUNS:
+                r = profile_one(None if features == "dcase2024" else 40, args.epochs, arch, "ce", results, args.device,
+                                data=data, features=features, subset=100)
+                print(json.dumps(r), flush=True)
+                rec["runs"].append(r)
+            plan = []
         for m, loss, aug, teachers in plan:
             r = profile_one(m, args.epochs, args.arch, loss, results, args.device, aug=aug, teachers=teachers)
             print(json.dumps(r), flush=True)
@@ -281,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     rec["pass_evaluation_outside"] = all(r["outside_compute_fraction"] <= TARGET_OUTSIDE for r in rec["runs"])
     rec["pass_eval_forward_inside"] = all(r["outside_model_compute_fraction"] <= TARGET_OUTSIDE for r in rec["runs"])
     rec["notes"] = NOTES
-    stem = f"profile-{rec['machine']['host']}"
+    stem = f"profile-{rec['machine']['host']}" + ("-tau2022" if args.preset == "tau2022" else "")
     write_report(args.out, stem, rec, markdown(rec))
     return 0
 

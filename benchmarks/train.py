@@ -2,6 +2,7 @@
 
     python -m benchmarks.train                       # 40 and 200 mels, every arch and FCNN impl
     python -m benchmarks.train --mels 40 --impls fused --precisions fp32,bf16 --seconds 5
+    python -m benchmarks.train --archs dcase2024-baseline,fcnn --impls fused --mels 256 --input dcase2024  # 1-s clips
 
 What is timed is the runner's own code: ``Trainer.train_epoch`` (gather a batch from the float16
 feature tensor, normalise, SpecAugment (``BatchAugment``), forward under the run's ``--precision``,
@@ -53,6 +54,9 @@ HERE = Path(__file__).resolve().parent
 ARCHS = ("dcase-baseline", "subspectralnet", "fcnn")
 IMPLS = ("reference", "channels-last", "dense", "fused")
 N_FRAMES = 500
+#: ``--input``: (channels, frames) of one clip on each front end: 10 s at the paper's 20 ms hop, stereo;
+#: 1 s at the DCASE 2024 baseline's 500-sample hop at 32 kHz, mono.
+INPUTS = {"dcase2019": (2, N_FRAMES), "dcase2024": (1, 65)}
 #: Targets: FCNN training throughput over SubSpectralNet's, each at its fastest precision, per
 #: n_mels (every machine kind); FCNN-40 training as a fraction of the best matmul rate at any
 #: precision used for training, per machine kind.
@@ -68,6 +72,8 @@ class Config:
     n_mels: int
     impl: str | None = None  # conv_impl for fcnn
     precision: str = "fp32"  # the runner's --precision
+    channels: int = 2
+    frames: int = N_FRAMES
     trainer: Any = None
     macs: int = 0
     macs_conv_linear: int = 0
@@ -105,13 +111,13 @@ def make_trainer(cfg: Config, batch_size: int, device: torch.device, pool: int, 
     for name, value in (("verbose", False), ("store", None), ("run_id", f"bench-{cfg.label.replace(' ', '-')}")):
         setattr(tr, name, value)
     g = torch.Generator().manual_seed(cfg.n_mels)
-    feats = (torch.randn((pool, 2, cfg.n_mels, N_FRAMES), generator=g) * 4 - 20).half()
+    feats = (torch.randn((pool, cfg.channels, cfg.n_mels, cfg.frames), generator=g) * 4 - 20).half()
     tr.ds = SimpleNamespace(classes=tuple(f"class{i}" for i in range(10)))  # what build() reads of a dataset
-    tr.n_frames = N_FRAMES
+    tr.n_frames = cfg.frames
     tr.features = FeatureConfig(n_mels=cfg.n_mels)
     tr.ds = SimpleNamespace(classes=tuple(f"class{i}" for i in range(10)), audio=SimpleNamespace(sample_rate=48000))
-    tr.mean = torch.full((2, cfg.n_mels, 1), -20.0, device=device)
-    tr.std = torch.full((2, cfg.n_mels, 1), 4.0, device=device)
+    tr.mean = torch.full((cfg.channels, cfg.n_mels, 1), -20.0, device=device)
+    tr.std = torch.full((cfg.channels, cfg.n_mels, 1), 4.0, device=device)
     tr.x_train = feats.to(device)
     tr.x_eval = feats[:eval_clips].to(device) if eval_clips <= pool else feats.repeat(eval_clips // pool + 1, 1, 1, 1)[:eval_clips].to(device)
     tr.train_rows = np.arange(batch_size)  # one training step per train_epoch call
@@ -300,7 +306,12 @@ def summarise(configs: list[Config], mm: dict[str, list[float]]) -> dict[str, An
     for row in rows:
         row["fastest_precision"] = fastest[(row["model"], row["n_mels"])] is row
     by = {(r["model"], r["n_mels"]): r for r in rows if r["fastest_precision"]}
+    fcnn = {r["n_mels"]: r for r in rows if r["fastest_precision"] and r["arch"] == "fcnn"}
     for row in rows:
+        ref = fcnn.get(row["n_mels"])
+        if ref is not None and row["arch"] != "fcnn":  # beside FCNN at the same input, each at its fastest precision
+            row["train_ratio_vs_fcnn"] = round(median([a / b for a, b in zip(
+                row["train_clips_per_s_rounds"], ref["train_clips_per_s_rounds"])]), 3)
         ssn = by.get(("subspectralnet", row["n_mels"]))
         if ssn is not None:  # against SubSpectralNet at its fastest precision, per round
             for kind in ("train", "infer"):
@@ -375,7 +386,8 @@ def markdown(rec: dict[str, Any]) -> str:
     lines = [f"# Training throughput ({m['host']}, {rec['device']})", "",
              f"{m['cpu']} ({flags}; machine kind **{m['kind']}**), {m['cores']} cores, torch {m['torch']} with "
              f"{m['torch_threads']} threads, Python {m['python']}, {m['platform']}.", "",
-             f"Batch {rec['batch_size']}, input (2, n_mels, {N_FRAMES}), {rec['rounds']} interleaved rounds of "
+             f"Batch {rec['batch_size']}, input ({rec['channels']}, n_mels, {rec['frames']}) ({rec['input']} front end), "
+             f"{rec['rounds']} interleaved rounds of "
              f"{rec['seconds']} s per configuration; 1-minute load average at start {rec['load_avg_start']}, "
              f"at end {rec['load_avg_end']} (other work on this machine slows every absolute figure; ratios are "
              "taken within each round). Medians over rounds.", ""]
@@ -388,7 +400,7 @@ def markdown(rec: dict[str, Any]) -> str:
         lines += ["**No GPU was available to this run; GPU figures not measured.**", ""]
     lines += ["## Throughput", "",
               "% best = clips/s x MACs x 3 (training) or x 1 (inference) / (best matmul FLOP/s / 2). "
-              "MACs: ptflops' default count per 10 s clip (conv + dense + BN/ReLU/pool). Ratios vs SSN: against "
+              "MACs: ptflops' default count per clip of the input above (conv + dense + BN/ReLU/pool). Ratios vs SSN: against "
               "SubSpectralNet at its fastest precision. * = the model's fastest precision here.", ""]
     table = []
     for r in rec["rows"]:
@@ -411,6 +423,13 @@ def markdown(rec: dict[str, Any]) -> str:
             shown = f"{100 * v['value']:.0f} %" if "fraction" in v["what"] else f"{v['value']:.2f}x"
             vt.append([v["what"], v["target"], shown, "pass" if v["pass"] else "MISSED"])
     lines += [tabulate(vt, ["target", "needs", "measured", ""], tablefmt="github"), ""]
+    beside = [r for r in rec["rows"] if "train_ratio_vs_fcnn" in r]
+    if beside:
+        lines += ["## Beside FCNN at the same input (each at its fastest precision; ratio per round, then the median)", ""]
+        lines += [tabulate([[r["model"], r["precision"], r["n_mels"], f"{r['train_clips_per_s']:.2f}",
+                             f"{r['train_ratio_vs_fcnn']:.2f}x", f"{r['macs_per_clip'] / 1e6:,.1f} M"] for r in beside],
+                           ["model", "precision", "mels", "train clips/s", "train vs FCNN", "MACs/clip"],
+                           tablefmt="github"), ""]
     impls = [r for r in rec["rows"] if r["arch"] == "fcnn"]
     if len({r["impl"] for r in impls}) > 1:
         lines += ["## FCNN implementations compared (same run)", ""]
@@ -430,8 +449,8 @@ def markdown(rec: dict[str, Any]) -> str:
                   f"glibc's default malloc and {a['tuned']} ms with large blocks kept on the heap (fresh processes, "
                   "1 thread). Every configuration above runs with the tuned allocator, as `harness run` does.", ""]
     lines += parity_markdown(rec["parity"])
-    p = rec["projection"]
-    lines += [f"## Projected Table 1 grid ({rec['device']})", "",
+    p = rec["projection"] or {}
+    lines += [] if not p else [f"## Projected Table 1 grid ({rec['device']})", "",
               f"{len(p['variants'])} variants x {len(GRID_MELS)} feature sizes x {GRID_SEEDS} seeds x {GRID_EPOCHS} epochs, "
               f"{GRID_TRAIN_CLIPS:,} training + {GRID_EVAL_CLIPS:,} evaluation clips per epoch, at the throughputs "
               "above (each architecture at its fastest precision and CE + SpecAugment rate; triplet and mixup "
@@ -475,6 +494,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--archs", default=",".join(ARCHS), help=f"comma-separated architectures (default {','.join(ARCHS)})")
     p.add_argument("--impls", default=",".join(IMPLS), help=f"FCNN conv_impl values to measure (default {','.join(IMPLS)})")
     p.add_argument("--mels", default="40,200", help="comma-separated mel band counts (default 40,200)")
+    p.add_argument("--input", choices=sorted(INPUTS), default="dcase2019",
+                   help="clip shape: dcase2019 = 2 channels x 500 frames (10 s, the paper's); dcase2024 = 1 channel x 65 "
+                        "frames (1 s, the DCASE 2024 baseline's front end) (default dcase2019)")
     p.add_argument("--seconds", type=float, default=10.0,
                    help="seconds of training per configuration and round, at least one step (default 10)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
@@ -513,11 +535,13 @@ def main(argv: list[str] | None = None) -> int:
     native = device.type == "cuda" or cpu_bf16() is not None
     precisions = ([x.strip() for x in args.precisions.split(",") if x.strip()] if args.precisions
                   else ["fp32", "bf16"] if native else ["fp32"])
-    configs = [Config(a, m, i, pr) for m in mels for a in archs for i in (impls if a == "fcnn" else [None])
-               for pr in precisions]
+    channels, frames = INPUTS[args.input]
+    configs = [Config(a, m, i, pr, channels, frames) for m in mels for a in archs
+               for i in (impls if a == "fcnn" else [None]) for pr in precisions]
 
     rec: dict[str, Any] = {"machine": machine(device), "device": device.type, "batch_size": args.batch_size,
                            "seconds": args.seconds, "rounds": args.rounds, "mels": mels, "default_impl": default_impl,
+                           "input": args.input, "channels": channels, "frames": frames,
                            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                            "load_avg_start": round(os.getloadavg()[0], 2)}
     if device.type == "cpu":
@@ -528,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"micro: {m}", flush=True)
     with tempfile.TemporaryDirectory(prefix="harness-bench-train-") as tmp:
         for c in configs:
-            cx = measure(c.arch, c.n_mels, n_frames=N_FRAMES)
+            cx = measure(c.arch, c.n_mels, n_frames=c.frames, in_channels=c.channels)
             c.macs, c.macs_conv_linear, c.params = cx.macs, int(cx.macs_conv_linear or 0), cx.params
             c.trainer = make_trainer(c, args.batch_size, device, max(args.batch_size, 32), args.eval_clips, Path(tmp))
             t0 = time.perf_counter()
@@ -560,11 +584,12 @@ def main(argv: list[str] | None = None) -> int:
     rec["parity"] = parity(args.parity_results)
     measured = [v for v in rec["verdicts"] if v["pass"] is not None]
     rec["pass"] = all(v["pass"] for v in measured) if measured else None
-    rec["projection"] = projection(rec["rows"], default_impl)
+    rec["projection"] = projection(rec["rows"], default_impl) if args.input == "dcase2019" else None  # 10-s clips
     rec["gpu"] = ("measured" if device.type == "cuda" else
                   "no GPU was available in this session; GPU figures not measured")
     rec["notes"] = NOTES
-    stem = f"train-{rec['machine']['host']}" + ("" if device.type == "cpu" else f"-{device.type}")
+    stem = (f"train-{rec['machine']['host']}" + ("" if device.type == "cpu" else f"-{device.type}")
+            + ("" if args.input == "dcase2019" else f"-{args.input}"))
     write_report(args.out, stem, rec, markdown(rec))
     return 0
 

@@ -21,6 +21,15 @@ def test_train_benchmark_trainer_steps(tmp_path):
     tr = make_trainer(Config("fcnn", 40, "fused", "fp32"), 4, torch.device("cpu"), 4, 4, tmp_path)
     tr.train_epoch(1)
     tr.predict()
+    # --input dcase2024: the 1-s mono clip of the DCASE 2024 front end, for the baseline beside FCNN
+    from benchmarks.train import INPUTS
+
+    for arch in ("dcase2024-baseline", "fcnn"):
+        tr = make_trainer(Config(arch, 256, "fused" if arch == "fcnn" else None, "fp32", *INPUTS["dcase2024"]), 4,
+                          torch.device("cpu"), 4, 4, tmp_path)
+        assert tuple(tr.x_train.shape[1:]) == (1, 256, 65)
+        tr.train_epoch(1)
+        assert tr.predict()[0].shape == (4, 10)
 
 
 @pytest.mark.skipif("avx512_bf16" not in cpu_flags(), reason="this CPU has no avx512_bf16")
