@@ -366,3 +366,20 @@ def test_workers_starting_together_draw_different_points() -> None:
     assert first.params != second.params
     again = optuna.create_study(direction="maximize", sampler=TrialSeededTPE(0)).ask(dist)
     assert again.params == first.params
+
+
+def test_an_interrupt_waits_for_a_storage_write_inside_a_trial() -> None:
+    from harness.tuning.interrupt import Interrupts
+
+    state, written = Interrupts(), []
+    with pytest.raises(KeyboardInterrupt):
+        with state.trial():
+            with state.shielded():
+                state._handle(signal.SIGINT, None)  # lands mid-write: must not raise here
+                written.append("epoch 3")
+            written.append("not reached")
+    assert written == ["epoch 3"] and not state.in_trial
+    idle = Interrupts()
+    with idle.shielded():  # between trials nothing is raised: the loop stops before the next trial
+        idle._handle(signal.SIGTERM, None)
+    assert idle.requested

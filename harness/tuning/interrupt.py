@@ -58,6 +58,18 @@ class Interrupts:
         finally:
             self.in_trial = False
 
+    @contextmanager
+    def shielded(self) -> Iterator[None]:
+        """A storage write inside a trial (reporting an epoch's value): an interrupt that lands in it
+        would leave the journal's file lock half released, so it is held until the write is done."""
+        was, self.in_trial = self.in_trial, False
+        try:
+            yield
+        finally:
+            self.in_trial = was
+        if was and self.requested:
+            raise KeyboardInterrupt
+
     def stop_callback(self, study: Any, trial: Any) -> None:
         """Optuna callback: after a trial, stop the loop if an interrupt came in meanwhile."""
         if self.requested:

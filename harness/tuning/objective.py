@@ -75,8 +75,10 @@ class Objective:
             value = float(metrics[metric])
             if math.isnan(value):
                 raise TrainingError(f"objective {self.objective!r}: no {metric} on the validation rows of run {run_id}")
-            trial.report(value, epoch)
-            if trial.should_prune():
+            with INTERRUPTS.shielded():
+                trial.report(value, epoch)
+                prune = trial.should_prune()
+            if prune:
                 raise optuna.TrialPruned(f"{metric} {value:.4f} at epoch {epoch}")
 
         try:
