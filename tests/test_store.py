@@ -74,3 +74,18 @@ def test_reindex_migrates_run_folders_of_earlier_versions(tmp_path: Path) -> Non
     assert {"acc_domain_milan", "acc_class_bus", "log_loss"} <= cols and "eval_loss" not in cols
     index = pd.read_csv(tmp_path / "index.csv")
     assert index.loc[0, "acc_score"] == 0.5 and index.loc[0, "score_window"] == 2
+
+
+def test_rows_of_earlier_versions_read_under_todays_names(tmp_path) -> None:
+    """An index that grew across versions (old rows with acc_last10, new ones with acc_score) reads
+    as one column, so tables need no --reindex to see the old runs."""
+    import pandas as pd
+
+    from harness.results.store import ResultsStore
+
+    pd.DataFrame({"run_id": ["old", "new"], "status": ["complete", "complete"],
+                  "acc_last10": [0.61, None], "unseen_last10": [0.42, None],
+                  "acc_score": [None, 0.7], "unseen_score": [None, 0.5]}).to_csv(tmp_path / "index.csv", index=False)
+    df = ResultsStore(tmp_path).load_index()
+    assert list(df["acc_score"]) == [0.61, 0.7] and list(df["unseen_score"]) == [0.42, 0.5]
+    assert "acc_last10" not in df and "unseen_last10" not in df

@@ -83,6 +83,10 @@ class ResultsStore:
             df = pd.read_csv(self.index_path)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             raise DataError(f"results index is unreadable ({exc}); rebuild it with `harness table --reindex`", self.index_path) from exc
+        for before, now in RENAMED.items():  # rows written by earlier versions read under today's names
+            if before in df:
+                df[now] = df[now].fillna(df[before]) if now in df else df[before]
+                df = df.drop(columns=before)
         if liveness and len(df):
             dead = (df["status"] == "running") & ~df["run_id"].astype(str).map(self.is_running)
             df.loc[dead, "status"] = "stale"
