@@ -277,6 +277,9 @@ def optimize(spec: TuneSpec) -> optuna.Study:
     except KeyboardInterrupt:
         _stop(procs)
         raise
+    codes = [p.exitcode for p in procs if p.exitcode]
+    if codes and all(c == 130 for c in codes):
+        raise KeyboardInterrupt  # the workers were interrupted (the signal reached them, not this process)
     bad = [f"worker {i} exit {p.exitcode}" for i, p in enumerate(procs) if p.exitcode]
     if bad:
         raise TrainingError(f"tuning worker(s) failed ({', '.join(bad)}); see their messages above")
