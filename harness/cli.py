@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import signal
 import sys
-import threading
-from contextlib import contextmanager
-from typing import Iterator
 
 from harness import __version__
 from harness.errors import HarnessError, StorageError, Terminated
+from harness.signals import sigterm_raises
 
 #: Sub-command modules, in the order ``harness --help`` lists them.
 COMMANDS = ("run", "evaluate", "tune", "grid", "table", "report", "predict", "export", "list", "env", "data")
@@ -59,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         attach_command_line(parser, args, argv)
-        with sigterm_as_interrupt():
+        with sigterm_raises(Terminated):  # a run stopped by `kill` is marked failed, not left looking alive
             return int(args.func(args) or 0)
     except HarnessError as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
@@ -72,24 +69,6 @@ def main(argv: list[str] | None = None) -> int:
         what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
         print(f"harness: {what}; completed work is kept, re-run the same command to resume", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
-
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into :class:`Terminated` while a command runs, so a run stopped by ``kill`` or a
-    batch scheduler is marked failed with its reason (not left looking alive) and resumes later."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, frame: object) -> None:
-        raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def attach_command_line(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> None:

@@ -78,20 +78,3 @@ class Interrupts:
 
 #: The worker's interrupt state (one per process: signals are per process).
 INTERRUPTS = Interrupts()
-
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """In a process that runs no trial itself (the ``--n-jobs`` parent), SIGTERM acts as Ctrl-C."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)

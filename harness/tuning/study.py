@@ -30,7 +30,8 @@ from optuna.trial import TrialState
 
 from harness.errors import ConfigError, HarnessError, TrainingError
 from harness.runner.config import RunConfig
-from harness.tuning.interrupt import INTERRUPTS, sigterm_as_interrupt
+from harness.signals import sigterm_raises
+from harness.tuning.interrupt import INTERRUPTS
 from harness.tuning.objective import OBJECTIVES, Objective
 from harness.tuning.space import SearchSpace
 from harness.tuning.storage import JOURNAL_NAME, fail_dead_trials, is_url, open_storage, redact
@@ -269,7 +270,7 @@ def optimize(spec: TuneSpec) -> optuna.Study:
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_worker_main, args=(spec, i), name=f"tune-worker-{i}") for i in range(spec.n_jobs)]
     try:
-        with sigterm_as_interrupt():
+        with sigterm_raises(KeyboardInterrupt):  # this parent runs no trial: SIGTERM acts as Ctrl-C
             for p in procs:
                 p.start()
             for p in procs:
