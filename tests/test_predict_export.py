@@ -168,7 +168,7 @@ def _inputs(results: Path, run_id: str, folder: Path) -> tuple[torch.Tensor, np.
     pre = r.preprocessing
     clips = find_clips(folder, pre.sample_rate, pre.channels, pre.clip_samples)
     x = pre.normalize(load_features(clips, pre.feature_config, progress=False))
-    return x, score(r, clips, progress=False)
+    return x, score(r, clips, progress=False, precision="fp32")  # an exported graph is float32
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -236,6 +237,30 @@ def test_run_on_a_subset_reports_macro_accuracy_and_device_groups(mobile: Path, 
                 "acc_recording_real", "acc_recording_simulated", "acc_domain_s6"):
         assert np.isfinite(scores[key]), key
     assert scores["unseen_acc"] == pytest.approx(scores["acc_device_unseen"])
+
+
+@pytest.mark.slow
+def test_summary_prints_device_groups_and_a_rerun_keeps_the_split_folder(mobile: Path, tmp_path: Path, capsys) -> None:
+    from harness.cli import main
+
+    mobile = Path(shutil.copytree(mobile, tmp_path / mobile.name))
+    elsewhere = tmp_path / "dcase2024-splits"
+    shutil.move(str(mobile / "split_setup"), str(elsewhere))
+    results = tmp_path / "results"
+    common = ["--results", str(results), "--no-progress", "--precision", "fp32"]
+    assert main(["run", "--data", str(mobile), "--subset", "25", "--data-opt", f"splits={elsewhere}", "--arch", "fcnn",
+                 "--epochs", "1", "--batch-size", "64", *common]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"acc % by device \(mean last 1\)\s+real [\d.]+ · simulated-seen [\d.]+ · unseen [\d.]+", out)
+    assert re.search(r"acc % per domain .*a [\d.]+ · b .* s6 [\d.]+", out) and re.search(r"log loss .*\s[\d.]+\n", out)
+    (run_id,) = [p.name for p in (results / "runs").iterdir()]
+    # --from reads the split files from where the first run found them (DATA/split_setup has none)
+    shutil.move(str(elsewhere), str(tmp_path / "moved"))
+    assert main(["run", "--from", run_id, "--seed", "1", *common]) == 2
+    assert f"{elsewhere}/split25.csv: split file not found" in capsys.readouterr().err
+    shutil.move(str(tmp_path / "moved"), str(elsewhere))
+    assert main(["run", "--from", run_id, "--seed", "1", *common]) == 0
+    assert "split25" in json.loads(next((results / "runs").glob("*-s1-*/config.json")).read_text())["config"]["split"]
 
 
 # -- the DCASE 2024 comparison: a grid over subsets and its table ----------------------------------------------

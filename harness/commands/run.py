@@ -172,6 +172,26 @@ def complexity_rows(s: dict[str, Any], budget: str | None) -> list[list[str]]:
     return rows
 
 
+def metric_rows(s: dict[str, Any]) -> list[list[str]]:
+    """Log loss, accuracy per domain and per domain grouping (the DCASE task's device groups), from
+    the run's scores; the names come from the dataset, not from here."""
+    scores = s.get("scores") or {}
+    k = s.get("score_window", 10)
+    rows = []
+    if "log_loss" in scores:
+        rows.append([f"log loss (mean last {k})", f"{scores['log_loss']:.3f}"])
+    groups: dict[str, list[str]] = {}
+    for key, value in scores.items():
+        if key.startswith("acc_") and not key.startswith("acc_class_"):
+            grouping, _, name = key[len("acc_"):].partition("_")
+            if name:
+                groups.setdefault(grouping, []).append(f"{name} {100 * value:.1f}")
+    for grouping, parts in groups.items():
+        label = "per domain" if grouping == "domain" else f"by {grouping}"
+        rows.append([f"acc % {label} (mean last {k})", " · ".join(parts)])
+    return rows
+
+
 def summary_table(s: dict[str, Any], budget: str | None = None) -> str:
     pct = lambda v: "-" if v is None or v != v else f"{100 * float(v):.2f}"  # noqa: E731
     k = s.get("score_window", 10)
@@ -184,6 +204,7 @@ def summary_table(s: dict[str, Any], budget: str | None = None) -> str:
           if "macro_acc" in (s.get("scores") or {}) else []),
         *([[f"unseen acc % [{s['unseen_domains']}] (mean last {k} / final)", f"{pct(s['unseen_score'])} / {pct(s['unseen_final'])}"]]
           if s.get("unseen_domains") else [["unseen acc %", "- (no unseen domain in this split)"]]),
+        *metric_rows(s),
         ["parameters", f"{int(s['params']):,}"],
         *complexity_rows(s, budget),
         ["wall time", f"{float(s['wall_s']):.1f} s"],

@@ -22,6 +22,7 @@ from harness.data.dataset import AudioSpec
 from harness.errors import DataError
 from harness.features.cache import load_features
 from harness.inference.trained import TrainedRun
+from harness.precision import autocast
 
 TEST_LIST = "evaluation_setup/fold1_test.csv"  # the TAU evaluation layout: one `filename` column
 
@@ -92,14 +93,17 @@ def find_clips(folder: str | Path, sample_rate: int, channels: int, clip_samples
 
 
 @torch.no_grad()
-def score(run: TrainedRun, clips: Clips, *, batch_size: int = 64, progress: bool = True) -> np.ndarray:
-    """Logits ``(clips, classes)``: features through the run's own contract and weights."""
+def score(run: TrainedRun, clips: Clips, *, batch_size: int = 64, progress: bool = True,
+          precision: str | None = None) -> np.ndarray:
+    """Logits ``(clips, classes)``: features through the run's own contract and weights, by default
+    at the precision the run was evaluated in (a bf16 run's stored scores came from bf16 autocast)."""
     pre = run.preprocessing
     feats = load_features(clips, pre.feature_config, progress=progress)
     model = run.model()
     out = []
     for i in tqdm(range(0, len(feats), batch_size), desc="scoring", unit="batch", disable=not progress, leave=False):
-        out.append(model(pre.normalize(feats[i:i + batch_size])).logits.float())
+        with autocast(precision or run.config.precision, torch.device("cpu")):
+            out.append(model(pre.normalize(feats[i:i + batch_size])).logits.float())
     return torch.cat(out).numpy()
 
 
