@@ -183,6 +183,7 @@ def profile_one(n_mels: int | None, epochs: int | None, arch: str, loss: str, re
     load_features(ds, feature_preset(features, n_mels), progress=False)  # the cache is warm before timing
     cfg = RunConfig(arch=arch, loss=loss, epochs=epochs, n_mels=n_mels, device=device, aug=aug, teachers=list(teachers or []),
                     data=data, features=features, data_options=options)
+    cfg.resolved()  # imports the plugins it names: once per process, not part of a run's time
     timers = Timers(resolve_device(device))
     restore = instrument(timers)
     try:
