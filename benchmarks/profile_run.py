@@ -322,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     rec["pass_evaluation_outside"] = all(r["outside_compute_fraction"] <= TARGET_OUTSIDE for r in rec["runs"])
     rec["pass_eval_forward_inside"] = all(r["outside_model_compute_fraction"] <= TARGET_OUTSIDE for r in rec["runs"])
     rec["notes"] = NOTES
-    stem = f"profile-{rec['machine']['host']}" + ("-tau2022" if args.preset == "tau2022" else "")
+    stem = (f"profile{'-methods' if args.methods else ''}-{rec['machine']['host']}"
+            + ("-tau2022" if args.preset == "tau2022" else ""))
     write_report(args.out, stem, rec, markdown(rec))
     return 0
 
