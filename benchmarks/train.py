@@ -378,6 +378,11 @@ def projection(rows: list[dict[str, Any]], default_impl: str) -> dict[str, Any]:
             "total_hours": round(total / 3600, 1), "total_days": round(total / 86400, 2)}
 
 
+def ratio(v: float | None) -> str:
+    """A ratio cell; a dash where SubSpectralNet was not among the measured models."""
+    return "—" if v is None else f"{v:.2f}x"
+
+
 def markdown(rec: dict[str, Any]) -> str:
     from tabulate import tabulate
 
@@ -408,9 +413,9 @@ def markdown(rec: dict[str, Any]) -> str:
                       f"{r['params']:,}", f"{r['macs_per_clip'] / 1e6:,.0f} M",
                       f"{r['train_clips_per_s']:.2f}", f"{r['train_gflops']:.1f}",
                       f"{100 * r['train_fraction_of_best']:.0f} %",
-                      f"{r.get('train_ratio_vs_ssn', float('nan')):.2f}x",
+                      ratio(r.get("train_ratio_vs_ssn")),
                       f"{r['infer_clips_per_s']:.1f}", f"{100 * r['infer_fraction_of_best']:.0f} %",
-                      f"{r.get('infer_ratio_vs_ssn', float('nan')):.2f}x", r["implementation"]])
+                      ratio(r.get("infer_ratio_vs_ssn")), r["implementation"]])
     lines += [tabulate(table, ["model", "precision", "mels", "params", "MACs/clip", "train clips/s", "train GFLOP/s",
                                "train % best", "train vs SSN", "infer clips/s", "infer % best", "infer vs SSN",
                                "implementation ran"], tablefmt="github"), ""]
