@@ -229,6 +229,7 @@ def label(r: dict[str, Any]) -> str:
 def markdown(rec: dict[str, Any]) -> str:
     from tabulate import tabulate
 
+    tau2022 = any(r.get("subset") for r in rec["runs"])
     m = rec["machine"]
     lines = [f"# Where a `harness run` spends its time ({m['host']})", "",
              f"{m['cpu']}, {m['cores']} cores, torch {m['torch']} with {m['torch_threads']} threads; "
@@ -236,9 +237,9 @@ def markdown(rec: dict[str, Any]) -> str:
              "Run: `harness.runner.train.run(RunConfig(arch=..., loss=..., epochs=...))` on "
              + ("the synthetic 1-s TAU 2022 Mobile preset (subset 100: train on split100.csv, score on test.csv; each "
                 "architecture on its own front end: 50 frames at 40 mels for dcase2019, 65 frames at 256 mels for dcase2024)"
-                if any(r.get("subset") for r in rec["runs"]) else "the synthetic dataset (4 s clips: 200 frames)")
+                if tau2022 else "the synthetic dataset (4 s clips: 200 frames)")
              + ", fresh results folder, warm feature cache"
-             + ("" if any(r.get("subset") for r in rec["runs"]) else ", after one untimed 1-epoch run")
+             + ("" if tau2022 else ", after one untimed 1-epoch run")
              + ". Seconds inside each timer "
              "(nested time counted once, in the innermost).", ""]
     keys = list(ORDER)
@@ -298,13 +299,13 @@ def main(argv: list[str] | None = None) -> int:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_avg_start": round(os.getloadavg()[0], 2),
         "target_outside_fraction": TARGET_OUTSIDE, "runs": []}
     mels = [int(v) for v in args.mels.split(",") if v.strip()]
+    from harness.runner.config import RunConfig
+    from harness.runner.train import run
+
     with tempfile.TemporaryDirectory(prefix="harness-profile-") as tmp:
         results = Path(tmp) / "results"
         plan: list[tuple[int, str, str | None, list[str]]] = [(m, args.loss, None, []) for m in mels]
         if args.methods:
-            from harness.runner.config import RunConfig
-            from harness.runner.train import run
-
             teacher = run(RunConfig(arch="subspectralnet", n_mels=mels[0], epochs=1, device=args.device), results,
                           progress=False, verbose=False)["run_id"]
             plan += [(mels[0], args.loss, "freq-mixstyle,dir", []), (mels[0], "ce", None, []), (mels[0], "kd", None, [teacher])]
@@ -317,9 +318,6 @@ def main(argv: list[str] | None = None) -> int:
                 rec["runs"].append(r)
             plan = []
         if plan:  # untimed: the first run in a process pays one-off costs (kernel loading, oneDNN primitives)
-            from harness.runner.config import RunConfig
-            from harness.runner.train import run
-
             run(RunConfig(arch=args.arch, loss=args.loss, n_mels=plan[0][0], epochs=1, device=args.device),
                 Path(tmp) / "warmup", progress=False, verbose=False)
         for m, loss, aug, teachers in plan:
