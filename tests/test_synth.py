@@ -207,6 +207,20 @@ def test_default_dataset_is_generated_once_into_the_cache(tmp_path: Path, monkey
     assert tiny(seed=1).key() != cfg.key()
 
 
+def test_data_synthetic_opens_the_plugins_default_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--data synthetic``: the registry opens the folder the plugin declares as its default root."""
+    from harness.data.recorded import RecordedDataset
+    from harness.data.registry import open_dataset
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    cfg = tiny(segments_per_location=1)
+    monkeypatch.setattr(plugin, "default_config", lambda: cfg)
+    ds = open_dataset("synthetic", progress=False)
+    assert ds.root == plugin.default_root(cfg) and ds.name == "synthetic" and ds.is_synthetic
+    assert RecordedDataset.from_record(ds.record()).data_arg == "synthetic"  # a table re-runs it with --data synthetic
+    assert open_dataset(ds.root).identity == ds.identity  # the same folder given as a path
+
+
 def test_default_dataset_loses_a_race_gracefully(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Another process publishes first (e.g. without a working lock): its copy is kept and used."""
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
