@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from harness.cli import build_parser, main
-from harness.commands.run import config_from_args
+from harness.flags import config_from_args
 from harness.experiment import flag_keys, given_dests, merge
 from harness.rerun import Record, differences
 

@@ -11,10 +11,10 @@ from typing import Any
 from tabulate import tabulate
 
 from harness.errors import ConfigError
+from harness.flags import add_run_options, config_from_args, open_data, recipe_parser
 from harness.options import number_type
 from harness.paths import results_dir
 from harness.report.variants import Variant
-from harness.runner.config import PRESETS
 
 
 def _ints(text: str) -> list[int]:
@@ -46,7 +46,6 @@ class GridFile:
 
 def read_grid(args: argparse.Namespace) -> GridFile:
     """``--config FILE`` (default: the shipped Table 1 grid) merged under the command line."""
-    from harness.commands.run import run_parser
     from harness.experiment import canonical_key, flag_keys, merge, read_file, unknown_key_error
     from harness.report.variants import GRIDS, TABLE1_GRID, read_variants
 
@@ -54,7 +53,7 @@ def read_grid(args: argparse.Namespace) -> GridFile:
     source = str(args.config or shipped)
     data = read_file(args.config) if args.config else tomllib.loads(shipped.read_text())
     rows = data.pop("variant", None)
-    grid_keys, run_keys = flag_keys(args.command_parser), flag_keys(run_parser())
+    grid_keys, run_keys = flag_keys(args.command_parser), flag_keys(recipe_parser())
     own = {k: v for k, v in data.items() if canonical_key(k) in grid_keys}
     shared = {k: v for k, v in data.items() if k not in own}
     for key in shared:
@@ -74,10 +73,9 @@ def read_grid(args: argparse.Namespace) -> GridFile:
 def variant_configs(grid: GridFile, variants: list[Variant]) -> list[tuple[Variant, Any]]:
     """Each row's run configuration: ``harness run``'s defaults < the file's shared keys and the
     grid's own flags < the row's keys < flags given on the command line."""
-    from harness.commands.run import config_from_args, run_parser
     from harness.experiment import flag_keys, merge
 
-    parser = run_parser()
+    parser = recipe_parser()
     run_keys = flag_keys(parser)
     grid_keys = flag_keys(grid.args.command_parser)
     both = [k for k in grid_keys if k in run_keys and k not in AXES]
@@ -93,7 +91,6 @@ def variant_configs(grid: GridFile, variants: list[Variant]) -> list[tuple[Varia
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
-    from harness.commands.run import data_options, open_data
     from harness.data.splits import LOCO, loco_specs
     from harness.grid import bind_teachers, fold_splits, grid_points, pending, run_distributed, run_local, select_variants
     from harness.results.store import ResultsStore
@@ -187,8 +184,6 @@ def dump_grid(grid: GridFile) -> str:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from harness.commands.run import add_data_options
-
     p = sub.add_parser(
         "grid", help="run every Table 1 configuration not stored yet",
         description="Train every configuration of the paper's Table 1 (SubSpectralNet, FCNN, FCNN-mixup, FCNN-spec, "
@@ -206,26 +201,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=number_type(integer=True, minimum=1), default=2, help="seeds per configuration, 0..N-1 (default: 2, as the paper)")
     p.add_argument("--variants", help="comma-separated names of the grid's variants to run (default: all rows)")
     p.add_argument("--no-extra", action="store_true", help="only the paper's rows (skip DCASE baseline and FCNN-triplet-random)")
-    p.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="training preset (default: quick)")
-    p.add_argument("--epochs", type=int, help="override the preset's epochs")
-    p.add_argument("--batch-size", type=int, help="override the preset's batch size")
-    p.add_argument("--lr", type=float, help="override the preset's learning rate")
     p.add_argument("--split",
                    help="the dataset's default (fold1 on TAU, the paper's protocol; fold:1 on cross-validation data), loco "
                         "(every domain held out in turn: one run per city or device trained on the others' official "
                         "training rows and scored on all clips of the held-out one; `harness table --split loco` pools "
                         "the folds), or one split as in `harness run --split` (default: the dataset's default)")
-    p.add_argument("--unseen", default="official", choices=["official", "all"], help="unseen-city protocol (see harness run --help)")
-    add_data_options(p)
+    add_run_options(p, only=("preset", "epochs", "batch_size", "lr", "device", "precision", "unseen"),
+                    helps={"device": "auto | cpu | cuda | cuda:N; auto spreads jobs over all GPUs (default: auto)"})
     p.add_argument("--folds", metavar="all|K,K", help="cross-validation data: run every configuration on these folds "
                                                     "(--split fold:K each); `harness table` pools them (mean ± std over folds)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N; auto spreads jobs over all GPUs")
-    p.add_argument("--precision", default="auto", choices=["fp32", "bf16", "auto"], help="fp32 | bf16 | auto (see harness run --help; default: auto)")
     p.add_argument("--jobs", type=number_type(integer=True, minimum=1), default=1, help="runs at once on this machine (default: 1)")
     p.add_argument("--storage", help="Optuna RDB URL (e.g. postgresql://user@host/db) shared by workers on several machines")
-    p.add_argument("--results", help="results folder (default: $HARNESS_RESULTS or ./results); shared by all workers")
     p.add_argument("--dry-run", action="store_true", help="list the runs that would be trained, train nothing")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--config", metavar="FILE",
                    help="grid file listing the variants (TOML; default: the shipped Table 1 grid, harness/grids/table1.toml); "
                         "flags on the command line override it")
