@@ -357,7 +357,7 @@ def verdicts(rows: list[dict[str, Any]], default_impl: str, kind: str) -> list[d
 def projection(rows: list[dict[str, Any]], default_impl: str) -> dict[str, Any]:
     """Wall time of the paper's Table 1 grid at the measured throughputs (loss/augmentation as CE+spec),
     each architecture at its fastest precision."""
-    from harness.report.variants import VARIANTS
+    from harness.grids.variants import VARIANTS
 
     rate_of = {(r["arch"], r["n_mels"]): r for r in rows
                if r["fastest_precision"] and (r["arch"] != "fcnn" or r["impl"] == default_impl)}

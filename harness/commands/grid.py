@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import tomllib
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import replace
 
 from tabulate import tabulate
 
 from harness.errors import ConfigError
-from harness.flags import add_run_options, config_from_args, open_data, recipe_parser
+from harness.flags import add_run_options, open_data
+from harness.grids.file import dump_grid, read_grid, variant_configs
 from harness.options import number_type
 from harness.paths import results_dir
-from harness.report.variants import Variant
 
 
 def _ints(text: str) -> list[int]:
@@ -27,72 +25,9 @@ def _ints(text: str) -> list[int]:
     return values
 
 
-#: Grid flags that say how and where to run, not what: left out of ``--dump-config``.
-EXECUTION_FLAGS = ("jobs", "storage", "results", "dry_run", "no_progress", "variants", "no_extra")
-#: Grid flags that are the grid's axes, not a run's setting (``--mels`` is a list here, ``--split``
-#: may be ``loco``: every domain held out in turn).
-AXES = ("mels", "seed", "seeds", "split")
-
-
-@dataclass
-class GridFile:
-    """A grid file read against the parsers: the grid's flags, run keys shared by every row, the rows."""
-
-    args: argparse.Namespace
-    shared: dict[str, Any]
-    variants: tuple[Variant, ...]
-    source: str
-
-
-def read_grid(args: argparse.Namespace) -> GridFile:
-    """``--config FILE`` (default: the shipped Table 1 grid) merged under the command line."""
-    from harness.experiment import canonical_key, flag_keys, merge, read_file, unknown_key_error
-    from harness.report.variants import GRIDS, TABLE1_GRID, read_variants
-
-    shipped = GRIDS.get(str(args.table), TABLE1_GRID)
-    source = str(args.config or shipped)
-    data = read_file(args.config) if args.config else tomllib.loads(shipped.read_text())
-    rows = data.pop("variant", None)
-    grid_keys, run_keys = flag_keys(args.command_parser), flag_keys(recipe_parser())
-    own = {k: v for k, v in data.items() if canonical_key(k) in grid_keys}
-    shared = {k: v for k, v in data.items() if k not in own}
-    for key in shared:
-        if canonical_key(key) not in run_keys or canonical_key(key) in AXES:
-            raise unknown_key_error(key, [*grid_keys, *run_keys, "variant"], source)
-    variants = read_variants(rows, source) if rows is not None else read_variants(
-        tomllib.loads(shipped.read_text())["variant"], str(shipped))
-    for v in variants:
-        for key in v.settings:
-            if canonical_key(key) in AXES:
-                raise ConfigError(f"variant {v.name!r}: {key!r} is an axis of the grid; set it at the top level", source)
-            if canonical_key(key) not in run_keys:
-                raise unknown_key_error(key, [*run_keys, "name", "paper", "baseline", "extra"], source)
-    return GridFile(merge(args.command_parser, args, args.given, own, source), shared, variants, source)
-
-
-def variant_configs(grid: GridFile, variants: list[Variant]) -> list[tuple[Variant, Any]]:
-    """Each row's run configuration: ``harness run``'s defaults < the file's shared keys and the
-    grid's own flags < the row's keys < flags given on the command line."""
-    from harness.experiment import flag_keys, merge
-
-    parser = recipe_parser()
-    run_keys = flag_keys(parser)
-    grid_keys = flag_keys(grid.args.command_parser)
-    both = [k for k in grid_keys if k in run_keys and k not in AXES]
-    common = {k: getattr(grid.args, grid_keys[k].dest) for k in both}
-    given = {k: v for k, v in common.items() if grid_keys[k].dest in grid.args.given}
-    out = []
-    for v in variants:
-        values = {**grid.shared, **{k: x for k, x in common.items() if x is not None},
-                  "arch": v.arch, "loss": v.loss, "aug": v.aug, **v.settings, **given}
-        ns = merge(parser, parser.parse_args([]), set(), values, f"{grid.source}: variant {v.name!r}")
-        out.append((v, config_from_args(ns)))
-    return out
-
-
 def cmd_grid(args: argparse.Namespace) -> int:
     from harness.data.splits import LOCO, loco_specs
-    from harness.grid import bind_teachers, fold_splits, grid_points, pending, run_distributed, run_local, select_variants
+    from harness.grids.run import bind_teachers, fold_splits, grid_points, pending, run_distributed, run_local, select_variants
     from harness.results.store import ResultsStore
 
     grid = read_grid(args)
@@ -164,23 +99,6 @@ def cmd_grid(args: argparse.Namespace) -> int:
     print("next: harness table" + (f" --table {args.table}" if args.table != "1" else "")
           + (f" --results {shlex.quote(args.results)}" if args.results else ""))
     return 1 if failed else 0
-
-
-def dump_grid(grid: GridFile) -> str:
-    from harness.experiment import dump_values, dumps
-
-    values = {**dump_values(grid.args, grid.args.command_parser, skip=EXECUTION_FLAGS), **grid.shared}
-    rows = []
-    for v in grid.variants:
-        row: dict[str, Any] = {"name": v.name, "arch": v.arch, "loss": v.loss, "aug": v.aug, **v.settings}
-        row.update({k: x for k, x in (("paper", v.paper_key), ("baseline", v.baseline)) if x})
-        if v.extra:
-            row["extra"] = True
-        rows.append(row)
-    return dumps({**values, "variant": rows},
-                 "harness grid: top-level keys are flags of `harness grid`, or of `harness run` shared by every "
-                 "variant;\neach [[variant]] is a row: a name and its `harness run` keys "
-                 "(see harness/grids/table1.toml)\nrun it with: harness grid --config FILE")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

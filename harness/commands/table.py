@@ -48,7 +48,7 @@ def cmd_table(args: argparse.Namespace) -> int:
         tables += [loco] + ([loco_stats] if args.stats else [])
     elif args.table == "methods":
         from harness.report.tables import MethodsTable
-        from harness.report.variants import METHOD_VARIANTS
+        from harness.grids.variants import METHOD_VARIANTS
 
         t = build_table1(load_index(results), dataset=args.dataset, preset=args.preset, unseen=args.unseen,
                          mels=args.mels, seeds=args.seeds, paper=paper, results=results, split=args.split,
