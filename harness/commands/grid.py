@@ -12,6 +12,7 @@ from tabulate import tabulate
 
 from harness.errors import ConfigError
 from harness.options import number_type
+from harness.precision import PRECISIONS
 from harness.paths import results_dir
 from harness.report.variants import Variant
 from harness.runner.config import PRESETS
@@ -220,7 +221,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--folds", metavar="all|K,K", help="cross-validation data: run every configuration on these folds "
                                                     "(--split fold:K each); `harness table` pools them (mean ± std over folds)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N; auto spreads jobs over all GPUs")
-    p.add_argument("--precision", default="auto", choices=["fp32", "bf16", "auto"], help="fp32 | bf16 | auto (see harness run --help; default: auto)")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS, help="fp32 | bf16 | fp16 (CUDA) | auto (see harness run --help; default: auto)")
     p.add_argument("--jobs", type=number_type(integer=True, minimum=1), default=1, help="runs at once on this machine (default: 1)")
     p.add_argument("--storage", help="Optuna RDB URL (e.g. postgresql://user@host/db) shared by workers on several machines")
     p.add_argument("--results", help="results folder (default: $HARNESS_RESULTS or ./results); shared by all workers")

@@ -10,6 +10,7 @@ from tabulate import tabulate
 
 from harness.errors import ConfigError
 from harness.options import split_pairs
+from harness.precision import PRECISIONS
 from harness.features.logmel import FEATURE_PRESETS, feature_preset
 from harness.paths import results_dir
 from harness.runner.config import OPTIMIZERS, PRESETS, SCHEDULES, RunConfig
@@ -64,8 +65,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     t.add_argument("--score-last", type=int, help="score = mean accuracy over the last N epochs (default: from the preset: "
                    f"{PRESETS['paper']['score_last']} for paper, as the paper; {PRESETS['quick']['score_last']} for quick)")
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto = GPU if present)")
-    t.add_argument("--precision", default="auto", choices=["fp32", "bf16", "auto"],
-                   help="fp32, or bf16 autocast (loss and optimiser state stay fp32); auto = bf16 where the device has native bf16 and it was measured faster, else fp32 (`harness env` shows the choice; default: auto)")
+    t.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="fp32, bf16 autocast (loss and optimiser state stay fp32), or fp16 autocast with loss scaling (CUDA only); auto = bf16 where the device has native bf16 and it was measured faster, fp16 on a GPU without bf16 but with fp16 tensor cores, else fp32 (`harness env` shows the choice; default: auto)")
     d = p.add_argument_group("data and results")
     add_data_options(d)
     d.add_argument("--split", help="the dataset's official holdout (fold1 on TAU), fold:K on cross-validation data "
