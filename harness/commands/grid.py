@@ -12,6 +12,7 @@ from tabulate import tabulate
 
 from harness.errors import ConfigError
 from harness.options import number_type
+from harness.packing import jobs_type
 from harness.precision import PRECISIONS
 from harness.paths import results_dir
 from harness.report.variants import Variant
@@ -96,7 +97,8 @@ def variant_configs(grid: GridFile, variants: list[Variant]) -> list[tuple[Varia
 def cmd_grid(args: argparse.Namespace) -> int:
     from harness.commands.run import data_options, open_data
     from harness.data.splits import LOCO, loco_specs
-    from harness.grid import bind_teachers, fold_splits, grid_points, pending, run_distributed, run_local, select_variants
+    from harness.grid import (bind_teachers, fold_splits, grid_points, pending, run_distributed, run_local,
+                              select_variants, worker_plan)
     from harness.results.store import ResultsStore
 
     grid = read_grid(args)
@@ -106,7 +108,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
         return 0
     if args.table == "2":
         raise ConfigError("--table 2 needs no training: run `harness table --table 2`")
-    if args.jobs < 1:
+    if args.jobs != "auto" and args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
     loco = args.split == LOCO
     if loco and args.folds:
@@ -147,18 +149,23 @@ def cmd_grid(args: argparse.Namespace) -> int:
     # extracting the same features side by side.
     from harness.features.cache import load_features
 
+    sizes = {}  # (dataset, features) → what --jobs auto needs to estimate a run's GPU memory
     for ds in datasets:  # subsets of one dataset share the cache: extracted for the first, then cache hits
         wanted = {p.cfg.feature_config() for p in (points if args.storage else todo) if p.cfg.dataset_identity == ds.identity}
         for features in sorted(wanted, key=repr):
-            load_features(ds, features, progress=not args.no_progress)
+            feats = load_features(ds, features, progress=not args.no_progress)
+            sizes[(ds.identity, features)] = (feats.nbytes, tuple(feats.shape[1:]), len(ds.classes))
     if args.storage:
         n = run_distributed(points, store.root, args.storage, progress=not args.no_progress)
         print(f"grid study has {n} trials; this worker found no more grid points")
         return 0
-    summaries = run_local(todo, store.root, jobs=args.jobs, progress=not args.no_progress)
+    plan = worker_plan(todo, args.jobs, sizes)
+    if todo and args.jobs == "auto":
+        print(f"grid: {plan.jobs} worker(s) ({plan.why})", flush=True)
+    summaries = run_local(todo, store.root, progress=not args.no_progress, plan=plan)
     if waiting:  # distillation rows whose teacher was not stored at the start: it may be now
         ready, still = bind_teachers(waiting, store)
-        summaries += run_local(pending(ready, store), store.root, jobs=args.jobs, progress=not args.no_progress)
+        summaries += run_local(pending(ready, store), store.root, progress=not args.no_progress, plan=plan)
         summaries += [{"run_id": p.label(), "status": "failed",
                        "error": f"no complete stored teacher for {', '.join(p.cfg.teachers)} on this dataset and split"}
                       for p in still]
@@ -222,7 +229,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                                     "(--split fold:K each); `harness table` pools them (mean ± std over folds)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N; auto spreads jobs over all GPUs")
     p.add_argument("--precision", default="auto", choices=PRECISIONS, help="fp32 | bf16 | fp16 (CUDA) | auto (see harness run --help; default: auto)")
-    p.add_argument("--jobs", type=number_type(integer=True, minimum=1), default=1, help="runs at once on this machine (default: 1)")
+    p.add_argument("--jobs", type=jobs_type, default=1,
+                   help="runs at once on this machine, each in its own process; auto = as many as fit: on a GPU from its "
+                        "free memory and each run's estimated footprint, spread over the GPUs with --device auto "
+                        "(docs/gpu.md); on a CPU 2 (default: 1)")
     p.add_argument("--storage", help="Optuna RDB URL (e.g. postgresql://user@host/db) shared by workers on several machines")
     p.add_argument("--results", help="results folder (default: $HARNESS_RESULTS or ./results); shared by all workers")
     p.add_argument("--dry-run", action="store_true", help="list the runs that would be trained, train nothing")
