@@ -65,3 +65,20 @@ def test_dpbf16_loops_match_a_reference():
         np.testing.assert_allclose(s32, want, rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(s16, want, rtol=0, atol=3e-2 * np.abs(want).max())
         assert not np.array_equal(s16, s32)  # the bf16 loop really rounds
+
+
+def test_gpu_check_without_cuda_says_so_and_exits_0(tmp_path):
+    """``bash benchmarks/gpu_check.sh`` on a machine without CUDA: one line, exit 0, nothing written."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHON": sys.executable,
+           "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--out", str(tmp_path)], cwd=root, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines() == [
+        "gpu_check: no CUDA device here (torch.cuda.is_available() is False); nothing measured"]
+    assert list(tmp_path.iterdir()) == []
