@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         pack_rows = packing(device, [int(n) for n in args.packing.split(",") if n.strip()], auto, args, deadline["packing"])
         grid_rec = grid(device, args, deadline["grid"], Path(tmp))
     proj = projection(speed_rows, pack_rows, auto if auto in precisions else precisions[0])
-    gain = max([r["vs_one"] for r in pack_rows if "vs_one" in r] or [None], key=lambda v: v or 0)
+    gain = max([r["vs_one"] for r in pack_rows if "vs_one" in r and r["runs"] > 1] or [None], key=lambda v: v or 0)
     rec = {"device": info, "date": time.strftime("%Y-%m-%d %H:%M"), "budget_s": args.budget, "archs": archs, "mels": mels,
            "precisions": precisions, "pack_precision": auto, "batch_size": args.batch_size, "steps": args.steps,
            "frames": args.frames, "speed": speed_rows, "packing": pack_rows, "grid": grid_rec, "projection": proj,

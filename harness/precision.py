@@ -128,7 +128,8 @@ def autocast(precision: str, device: torch.device) -> ContextManager:
 
 
 def grad_scaler(precision: str, device: torch.device) -> "torch.amp.GradScaler | None":
-    """The loss scaler fp16 training needs (None at any other precision: nothing to scale)."""
-    if precision != "fp16":
+    """The loss scaler fp16 training needs on CUDA (None at any other precision or off CUDA: a stored
+    fp16 run scored again on the CPU trains nothing)."""
+    if precision != "fp16" or device.type != "cuda":
         return None
     return torch.amp.GradScaler(device.type)

@@ -82,3 +82,25 @@ def test_gpu_check_without_cuda_says_so_and_exits_0(tmp_path):
     assert out.stdout.strip().splitlines() == [
         "gpu_check: no CUDA device here (torch.cuda.is_available() is False); nothing measured"]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_gpu_check_parts_run_on_the_cpu(tmp_path):
+    """The check script's parts, end to end with small settings on the CPU (``--device cpu``): every part
+    measured or refused with its reason, and the report written."""
+    import json
+
+    from benchmarks import gpu_check
+
+    argv = ["--device", "cpu", "--budget", "600", "--archs", "fcnn", "--mels", "40", "--precisions", "fp32,fp16",
+            "--batch-size", "8", "--steps", "2", "--frames", "50", "--seconds", "0.2", "--packing", "1,2",
+            "--pack-seconds", "2", "--grid-epochs", "1", "--grid-variants", "FCNN", "--out", str(tmp_path)]
+    assert gpu_check.main(argv) == 0
+    rec = json.loads((tmp_path / "gpu-cpu.json").read_text())
+    fp32, fp16 = rec["speed"]
+    assert fp32["train_clips_s"] > 0 and fp32["eval_clips_s"] > 0
+    assert fp16["error"].startswith("--precision fp16 trains on CUDA only")
+    assert [r["runs"] for r in rec["packing"]] == [1, 2] and all(r["total_clips_s"] > 0 for r in rec["packing"])
+    assert rec["targets"]["packing_gain"] == rec["packing"][1]["vs_one"]
+    assert rec["grid"]["exit"] == 0 and rec["grid"]["runs_complete"] == 2 and rec["grid"]["table_exit"] == 0
+    assert "## Packing FCNN-40" in (tmp_path / "gpu-cpu.md").read_text()
