@@ -27,7 +27,7 @@ from tqdm import tqdm
 from harness.errors import ConfigError, HarnessError
 from harness.packing import AUTO, Plan, activation_bytes, gpus_for, plan_workers, run_bytes
 from harness.progress import progress as progress_bar
-from harness.report.variants import Variant
+from harness.grids.variants import Variant
 from harness.results.store import ResultsStore
 from harness.runner.config import RunConfig
 
