@@ -29,11 +29,11 @@ import os
 import platform
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -268,11 +268,21 @@ def grid(device: torch.device, args, deadline: float, tmp: Path) -> dict[str, An
             "--no-progress"] + (["--variants", args.grid_variants] if args.grid_variants else [])
     env = {**os.environ, "HARNESS_CACHE": str(tmp / "cache")}
     t0 = time.monotonic()
+    # its own process group: on timeout the grid's worker processes are stopped with it
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=max(10.0, deadline - time.monotonic()))
-        rec["exit"], tail = out.returncode, (out.stdout + out.stderr)
-    except subprocess.TimeoutExpired as exc:
-        rec["exit"], tail = "timed out", str(exc.stdout or "")
+        tail, _ = proc.communicate(timeout=max(10.0, deadline - time.monotonic()))
+        rec["exit"] = proc.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            tail, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            tail, _ = proc.communicate()
+        rec["exit"] = "timed out"
+    tail = tail or ""
     rec["wall_s"] = round(time.monotonic() - t0, 1)
     rec["workers"] = next((line for line in tail.splitlines() if "worker(s)" in line), None)
     rec["output_tail"] = tail.strip().splitlines()[-6:]

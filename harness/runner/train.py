@@ -13,6 +13,7 @@ term stops the run). On a GPU the host can therefore queue steps ahead of the ke
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from pathlib import Path
