@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from harness.data.registry import DEFAULT_DATA
 from harness.errors import ConfigError
 from harness.options import check_number, format_value
 from harness.features.logmel import FEATURE_PRESETS, FeatureConfig, feature_preset
@@ -98,8 +99,8 @@ class RunConfig:
     batch_size: int | None = setting(None, "batch size", group=HOW, default_text="from the preset, 32")
     lr: float | None = setting(None, "(peak) learning rate", group=HOW, default_text="from the preset, 0.001")
     seed: int = setting(0, "random seed", group=HOW)
-    data: str = setting("synthetic", "dataset folder as distributed (its layout is detected and named), a manifest "
-                                     ".csv, or 'synthetic' for the embedded synthetic dataset", group=DATA)
+    data: str = setting(DEFAULT_DATA, "dataset folder as distributed (its layout is detected and named), a manifest "
+                                      f".csv, or '{DEFAULT_DATA}' for the embedded synthetic dataset", group=DATA)
     #: The dataset plugin; None = detected from ``data``. Filled in by :meth:`for_dataset`.
     dataset: str | None = setting(None, "read --data with this dataset plugin instead of detecting the layout "
                                         "(see `harness list --kind data`)", group=DATA, metavar="NAME")
