@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import json
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -19,6 +18,7 @@ from typing import Any, Callable
 from harness import __version__
 from harness.errors import ConfigError
 from harness.experiment import flag_keys, merge
+from harness.results.migrate import read_record
 from harness.runner.config import RunConfig
 
 #: Flags whose setting has another name in ``RunConfig`` (``--mels`` sets ``n_mels``; every
@@ -52,7 +52,7 @@ def find_record(ref: str, results: Path) -> Record:
         hint = f"; did you mean {close[0]!r}?" if close else f" ({len(known)} runs stored there)"
         raise ConfigError(f"--from {ref!r}: no such run in {results / 'runs'}{hint}")
     try:
-        data = json.loads(path.read_text())
+        data = read_record(path)
         return Record(path, str(data["run_id"]), dict(data["config"]), dict(data.get("environment") or {}))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"not a run record ({type(exc).__name__}: {exc})", path) from None
