@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -148,7 +148,7 @@ class Contract:
 
     base: type
     title: str  # how messages name ``base``
-    problem: Any = None  # (class or instance) -> str | None
+    problem: Callable[[Any], str | None] | None = None  # (class or instance) -> why it breaks the declaration
 
     def violation(self, obj: Any) -> str | None:
         """Why ``obj`` (a class, or what a factory built) breaks the contract, or None."""
