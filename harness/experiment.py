@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from harness.errors import ConfigError
+from harness.textfile import read_text
 
 #: Flags that say where a configuration comes from or what to do with it: never keys themselves.
 CONTROL_FLAGS = ("config", "from_run", "dump_config")
@@ -46,14 +47,10 @@ def unknown_key_error(key: str, known: Iterable[str], source: str) -> ConfigErro
 
 
 def read_file(path: str | Path) -> dict[str, Any]:
-    """A TOML file (or YAML, ``.yaml``/``.yml``, through PyYAML, which Optuna already requires)."""
+    """A TOML file (or YAML, ``.yaml``/``.yml``, through PyYAML, which Optuna already requires):
+    a regular file of at most 1 MiB, whose keys are names."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError("experiment file not found", path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read experiment file ({exc})", path) from None
+    text = read_text(path, what="experiment file")
     if path.suffix.lower() in (".yaml", ".yml"):
         import yaml
 
@@ -68,7 +65,17 @@ def read_file(path: str | Path) -> dict[str, Any]:
             raise ConfigError(f"not valid TOML: {exc}", path) from None
     if not isinstance(data, dict):
         raise ConfigError("expected a table of KEY = VALUE lines at the top level", path)
+    check_keys(data, path)
     return data
+
+
+def check_keys(table: dict[Any, Any], path: Path, where: str = "") -> None:
+    """Every key a name (YAML also allows ``1: 2`` or ``null: x``, which no flag is called)."""
+    for key, value in table.items():
+        if not isinstance(key, str) or not key.strip():
+            raise ConfigError(f"key {where}{key!r} is not a name; keys are long flags such as batch-size", path)
+        if isinstance(value, dict):
+            check_keys(value, path, f"{where}{key}.")
 
 
 def _text(value: Any) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import json
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -19,6 +18,7 @@ from typing import Any, Callable
 from harness import __version__
 from harness.errors import ConfigError
 from harness.experiment import flag_keys, merge
+from harness.results.records import CONFIG_KEYS, load_record
 from harness.runner.config import RunConfig
 
 #: Flags whose setting has another name in ``RunConfig`` (``--mels`` sets ``n_mels``; every
@@ -51,11 +51,9 @@ def find_record(ref: str, results: Path) -> Record:
         close = difflib.get_close_matches(ref, known, n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else f" ({len(known)} runs stored there)"
         raise ConfigError(f"--from {ref!r}: no such run in {results / 'runs'}{hint}")
-    try:
-        data = json.loads(path.read_text())
-        return Record(path, str(data["run_id"]), dict(data["config"]), dict(data.get("environment") or {}))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"not a run record ({type(exc).__name__}: {exc})", path) from None
+    data = load_record(path, "run record (config.json)", {**CONFIG_KEYS, "run_id": str})
+    environment = data.get("environment")
+    return Record(path, data["run_id"], dict(data["config"]), dict(environment) if isinstance(environment, dict) else {})
 
 
 def record_flags(cfg: RunConfig, parser: argparse.ArgumentParser) -> dict[str, Any]:

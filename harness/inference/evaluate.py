@@ -8,7 +8,6 @@ changed); int8 activation scales are calibrated on a seeded sample of the run's 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import torch
 from harness.errors import ConfigError, DataError
 from harness.inference.quantize import convert, forward, param_bytes
 from harness.inference.trained import find_run
+from harness.results.records import load_run_config
 from harness.results.store import ResultsStore
 from harness.runner.config import RunConfig
 
@@ -46,7 +46,10 @@ def _trainer(results: Path, run: str, progress: bool):
     summary = store.summary(run_dir.name)
     if summary is None or summary.get("status") != "complete":
         raise ConfigError(f"run {run_dir.name!r} is not complete; finish it with `harness run` first")
-    cfg = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text())["config"])
+    try:
+        cfg = RunConfig.from_dict(load_run_config(run_dir)["config"])
+    except TypeError as exc:  # keys of another type than the fields take
+        raise DataError(f"unreadable run record ({exc})", run_dir / "config.json") from exc
     cfg.device = "cpu"  # quantized kernels are CPU kernels; fp16 is scored on the same device, comparably
     cfg = cfg.resolved()  # options typed again (JSON stores tuples as lists), so the run id is recomputed as made
     if "conv_impl" in cfg.arch_options:  # the plain modules: quantization swaps them, fused kernels would not see it

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from torch import nn
 
 from harness.errors import DataError, HarnessError
 from harness.registry import ARCHITECTURES, create_architecture
+from harness.results.records import load_run_config, load_summary
 from harness.runner.config import RunConfig
 from harness.runner.contract import FILE as PREPROCESSING_FILE
 from harness.runner.contract import Preprocessing
@@ -61,14 +61,14 @@ def find_run(results: Path, name: str) -> Path:
 def open_run(results: str | Path, name: str) -> TrainedRun:
     """Reopen a completed run; its contract is rebuilt from the training data for runs stored without one."""
     run_dir = find_run(Path(results), name)
-    summary = run_dir / "summary.json"
-    status = json.loads(summary.read_text()).get("status") if summary.exists() else "incomplete"
+    summary = load_summary(run_dir)
+    status = summary["status"] if summary is not None else "incomplete"
     if status != "complete" or not (run_dir / "checkpoint.pt").exists():
         raise HarnessError(f"run is not complete (status {status}); finish it with `harness run` first", run_dir)
+    record = load_run_config(run_dir)
     try:
-        record = json.loads((run_dir / "config.json").read_text())
         config = RunConfig.from_dict(record["config"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (ValueError, TypeError) as exc:
         raise DataError(f"unreadable run record ({type(exc).__name__}: {exc})", run_dir / "config.json") from exc
     path = run_dir / PREPROCESSING_FILE
     pre = Preprocessing.read(path) if path.exists() else rebuild_preprocessing(config, run_dir)

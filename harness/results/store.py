@@ -8,7 +8,6 @@ each other's rows.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +18,7 @@ import pandas as pd
 
 from harness.atomic import atomic_path, write_json
 from harness.errors import DataError, StorageError, TrainingError
+from harness.results.records import load_summary
 
 INDEX_COLUMNS = [
     "run_id", "status", "arch", "loss", "aug", "n_mels", "seed", "alpha", "gamma", "epochs",
@@ -133,8 +133,8 @@ class ResultsStore:
         return len(rows)
 
     def summary(self, run_id: str) -> dict[str, Any] | None:
-        path = self.run_dir(run_id) / "summary.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        """The run's ``summary.json`` (None before it finished); a damaged one is a one-line error."""
+        return load_summary(self.run_dir(run_id))
 
     def write_summary(self, run_id: str, summary: dict[str, Any]) -> None:
         write_json(self.run_dir(run_id) / "summary.json", summary)
@@ -152,7 +152,7 @@ def migrate_run(run_dir: Path) -> dict[str, Any]:
     from harness.metrics import window_scores
 
     path = run_dir / "summary.json"
-    summary = json.loads(path.read_text())
+    summary = load_summary(run_dir) or {}
     epochs_path = run_dir / "epochs.csv"
     changed = False
     if epochs_path.exists():

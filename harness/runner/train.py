@@ -8,7 +8,6 @@ complete epoch and ends with exactly the metrics of an uninterrupted run (on the
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -35,6 +34,7 @@ from harness.model import ModelOutput, count_parameters, implementation
 from harness.precision import autocast
 from harness.progress import progress
 from harness.registry import create_architecture, create_loss
+from harness.results.records import load_run_config
 from harness.results.store import LOCK_FILE, ResultsStore, file_lock, save_npz
 from harness.runner.augment import BatchAugment
 from harness.runner.config import RunConfig
@@ -382,7 +382,7 @@ class Trainer:
             tqdm.write(f"resuming from epoch {start} of {cfg.epochs} ({self.ckpt_path})")
         self.wall = wall
         if self.tracker is not None:
-            self.tracker.start(self.dir, json.loads((self.dir / "config.json").read_text()), history)
+            self.tracker.start(self.dir, load_run_config(self.dir), history)
         try:
             return self._train(start, history, wall)
         except BaseException as exc:  # any failure, interrupt or pruning: the row must not stay "running"
@@ -455,7 +455,7 @@ def run(cfg: RunConfig, results: str | Path, *, force: bool = False, progress: b
     cfg = cfg.resolved()
     store = ResultsStore(results)
     trainer = Trainer(cfg, store, progress=progress, on_epoch=on_epoch, verbose=verbose)
-    done = store.summary(trainer.run_id)
+    done = None if force else store.summary(trainer.run_id)  # --force retrains over a damaged summary too
     if done is not None and done.get("status") == "complete" and not force:
         return {**done, "reused": True}
     # Everything a run can be refused for (data, split, model, loss, combination) is checked
@@ -467,11 +467,11 @@ def run(cfg: RunConfig, results: str | Path, *, force: bool = False, progress: b
     except OSError as exc:
         raise StorageError.from_os(exc, trainer.dir) from exc
     with file_lock(trainer.dir / LOCK_FILE, blocking=False):
-        done = store.summary(trainer.run_id)  # another process may have finished it meanwhile
+        done = None if force else store.summary(trainer.run_id)  # another process may have finished it meanwhile
         if done is not None and done.get("status") == "complete" and not force:
             if tracker is not None:
                 history = pd.read_csv(trainer.dir / "epochs.csv").to_dict("records")
-                tracker.start(trainer.dir, json.loads((trainer.dir / "config.json").read_text()), history)
+                tracker.start(trainer.dir, load_run_config(trainer.dir), history)
                 tracker.finish("complete", done)
             return {**done, "reused": True}
         if force:
