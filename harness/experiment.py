@@ -111,6 +111,8 @@ def to_argv(values: dict[str, Any], keys: dict[str, argparse.Action], source: st
                 argv += [flag, _text(item)]
         elif isinstance(value, dict):
             raise ConfigError(f"key {key!r} takes a value, not a table", source)
+        elif isinstance(value, str) and not value.strip():
+            raise ConfigError(f"key {key!r} is empty; leave it out for its default", source)
         else:
             argv += [flag, _text(value)]
     return argv
@@ -161,7 +163,47 @@ def merge(parser: argparse.ArgumentParser, args: argparse.Namespace, given: set[
             overridden = {str(item).partition("=")[0] for item in cli if "=" in str(item)}
             kept = [item for item in file_value if str(item).partition("=")[0] not in overridden]
             setattr(out, dest, kept + cli)  # a KEY=VALUE on the command line replaces the file's
+    resolve_shorthands(keys, args, given, out, {a.dest for a in set_by_file}, source)
     return out
+
+
+#: Flags that are short for one item of a KEY=VALUE flag (``--alpha X`` is ``--loss-opt alpha=X``).
+SHORTHANDS: dict[str, tuple[str, str]] = {"alpha": ("loss_opt", "alpha"), "gamma": ("loss_opt", "gamma"),
+                                          "mixup_alpha": ("aug_opt", "mixup.alpha")}
+
+
+def _pair_key(item: Any) -> str:
+    return str(item).partition("=")[0].strip()
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return str(a) == str(b)
+
+
+def resolve_shorthands(keys: dict[str, argparse.Action], args: argparse.Namespace, given: set[str],
+                       out: argparse.Namespace, from_file: set[str], source: str) -> None:
+    """One setting spelt two ways, once in the file and once on the command line (``alpha = 0.5``
+    in the file, ``--loss-opt alpha=0.3`` given): the command line wins, as it does for any key. Spelt
+    both ways in the file with two values: a one-line error naming the file and both keys."""
+    names = {a.dest: k for k, a in keys.items()}
+    for short, (pairs, key) in SHORTHANDS.items():
+        if short not in names or pairs not in names:
+            continue
+        cli_pair = pairs in given and any(_pair_key(i) == key for i in getattr(args, pairs) or [])
+        file_items = [i for i in getattr(out, pairs) or [] if _pair_key(i) == key
+                      and not (cli_pair and i in (getattr(args, pairs) or []))]
+        if short in given and not cli_pair and file_items:  # --alpha given: the file's loss-opt alpha gives way
+            setattr(out, pairs, [i for i in getattr(out, pairs) if i not in file_items] or None)
+        elif cli_pair and short in from_file and short not in given:  # --loss-opt alpha= given: the file's alpha gives way
+            setattr(out, short, getattr(args, short))
+        elif short in from_file and short not in given and file_items and pairs not in given:
+            value = str(file_items[-1]).partition("=")[2]
+            if not _same(getattr(out, short), value):
+                raise ConfigError(f"keys {names[short]!r} ({getattr(out, short)}) and {names[pairs]!r} ({key}={value}) "
+                                  "set one option to two values; keep one", source)
 
 
 def apply_config(args: argparse.Namespace, values: dict[str, Any] | None = None,

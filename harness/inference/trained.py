@@ -13,6 +13,7 @@ from torch import nn
 from harness.errors import DataError, HarnessError
 from harness.registry import ARCHITECTURES, create_architecture
 from harness.results.records import load_run_config, load_summary
+from harness.results.store import check_run_name
 from harness.runner.config import RunConfig
 from harness.runner.contract import FILE as PREPROCESSING_FILE
 from harness.runner.contract import Preprocessing
@@ -45,7 +46,8 @@ class TrainedRun:
 def find_run(results: Path, name: str) -> Path:
     """The folder of run ``name`` (a run id or a unique prefix of one) under ``results/runs``."""
     runs = Path(results) / "runs"
-    if name and (runs / name).is_dir():
+    check_run_name(name)
+    if (runs / name).is_dir():
         return runs / name
     known = sorted(p.name for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
     matches = [k for k in known if name and k.startswith(name)]

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from harness.atomic import atomic_path, write_json
-from harness.errors import DataError, StorageError, TrainingError
+from harness.errors import ConfigError, DataError, StorageError, TrainingError
 from harness.results.records import load_summary
 
 INDEX_COLUMNS = [
@@ -36,6 +36,17 @@ RENAMED_EPOCH_COLUMNS = {"eval_loss": "log_loss"}
 
 #: The lock a run holds in its folder while it trains.
 LOCK_FILE = ".lock"
+
+
+def check_run_name(name: str, what: str = "run") -> str:
+    """A run id is the name of a folder under ``results/runs``, never a path: ``../other/runs/ID``
+    or an absolute path would read, and write (``harness export``), outside the results folder."""
+    text = str(name)
+    if (not text.strip() or text in (".", "..") or "/" in text or "\\" in text
+            or any(ord(c) < 32 or ord(c) == 127 for c in text)):
+        raise ConfigError(f"{what} {text!r} is not a run id: give the name of a folder under results/runs, not a path "
+                          "(`harness table` or index.csv lists them)")
+    return text
 
 
 @contextmanager
@@ -69,7 +80,7 @@ class ResultsStore:
         return self.root / "index.csv"
 
     def run_dir(self, run_id: str) -> Path:
-        return self.root / "runs" / run_id
+        return self.root / "runs" / check_run_name(run_id)
 
     def load_index(self, *, liveness: bool = False) -> pd.DataFrame:
         """Every run's row; an empty frame with the right columns when nothing is stored.
