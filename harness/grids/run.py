@@ -29,7 +29,7 @@ from tqdm import tqdm
 from harness.errors import ConfigError, HarnessError, Terminated
 from harness.processes import end_without_teardown, signal_all
 from harness.progress import progress as progress_bar
-from harness.report.variants import Variant
+from harness.grids.variants import Variant
 from harness.results.store import ResultsStore
 from harness.runner.config import RunConfig
 from harness.signals import Interrupts, ignored
