@@ -9,6 +9,7 @@ the umask), so a results folder shared by a group stays readable by the group.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -17,6 +18,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from harness.errors import StorageError
+
+#: Less free space than this (for an unprivileged writer) counts as a full file system.
+FULL_BYTES = 1 << 20
 
 
 def _new_temp(path: Path) -> Path:
@@ -48,12 +52,42 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     except OSError as exc:
         raise StorageError.from_os(exc, path, hide=tmp) from exc
+    except RuntimeError as exc:  # a library's writer that reports the file system's refusal as its own error
+        cause = hidden_os_error(exc, path)
+        if cause is None:
+            raise
+        raise StorageError.from_os(cause, path, hide=tmp) from exc
     finally:
         if tmp is not None:
             try:
                 tmp.unlink(missing_ok=True)
             except OSError:
                 pass
+
+
+def hidden_os_error(exc: BaseException, path: str | Path) -> OSError | None:
+    """The ``OSError`` behind a library's ``RuntimeError``, or None when there is none.
+
+    torch's zip writer turns a failed write into ``RuntimeError: [enforce fail at
+    inline_container.cc] unexpected pos``: the ``OSError`` the Python file raised is its context
+    when torch wrote through a Python file, and is lost when torch wrote the file itself. So the
+    chain is searched first; failing that, a file system with no space left where ``path`` lies
+    says what happened (a full disk is the one refusal that lets a write start and then fail).
+    """
+    seen = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        if isinstance(link, OSError):
+            return link
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
+    try:
+        fs = os.statvfs(Path(path).parent)
+    except OSError:
+        return None
+    if fs.f_bavail * fs.f_frsize < FULL_BYTES:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return None
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

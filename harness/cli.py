@@ -7,7 +7,7 @@ import importlib
 import sys
 
 from harness import __version__
-from harness.errors import HarnessError, StorageError, Terminated
+from harness.errors import ConfigError, HarnessError, StorageError, Terminated
 from harness.signals import sigterm_raises
 
 #: Sub-command modules, in the order ``harness --help`` lists them.
@@ -75,6 +75,20 @@ def attach_command_line(parser: argparse.ArgumentParser, args: argparse.Namespac
     rest = argv[argv.index(args.command) + 1:]
     args.command_parser = command_parser
     args.given = given_dests(command_parser, rest)
+    refuse_empty(command_parser, args)
+
+
+def refuse_empty(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """An empty value on the command line (``--split ""``, ``--results ""``) would silently mean
+    "unset"; no flag takes empty text, so it is refused instead."""
+    for action in parser._actions:  # argparse has no public accessor
+        if action.dest not in args.given:
+            continue
+        value = getattr(args, action.dest, None)
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, str) and not v.strip() for v in values):
+            name = max(action.option_strings, key=len) if action.option_strings else (action.metavar or action.dest)
+            raise ConfigError(f"{name} was given an empty value; leave it out for its default")
 
 
 if __name__ == "__main__":  # pragma: no cover

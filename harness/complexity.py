@@ -183,13 +183,12 @@ def load_budget(name_or_path: str) -> Budget:
             raise ConfigError(f"unknown budget {name_or_path!r}; choose one of {', '.join(budget_names())} or give a JSON file")
         text = files("harness").joinpath("budgets", f"{name_or_path}.json").read_text()
     else:
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"cannot read budget file {path}: {exc.strerror or exc}") from None
+        from harness.textfile import read_text
+
+        text = read_text(path, what="budget file")
     try:
         d = json.loads(text)
         return Budget(str(d.get("name", path.stem)), int(d["param_bytes"]), int(d["macs_per_second"]),
                       str(d.get("description", "")), str(d.get("source", "")))
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"budget {name_or_path}: needs integer param_bytes and macs_per_second ({exc})") from None

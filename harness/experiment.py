@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from harness.errors import ConfigError
+from harness.textfile import read_text
 
 #: Flags that say where a configuration comes from or what to do with it: never keys themselves.
 CONTROL_FLAGS = ("config", "from_run", "dump_config")
@@ -46,14 +47,10 @@ def unknown_key_error(key: str, known: Iterable[str], source: str) -> ConfigErro
 
 
 def read_file(path: str | Path) -> dict[str, Any]:
-    """A TOML file (or YAML, ``.yaml``/``.yml``, through PyYAML, which Optuna already requires)."""
+    """A TOML file (or YAML, ``.yaml``/``.yml``, through PyYAML, which Optuna already requires):
+    a regular file of at most 1 MiB, whose keys are names."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError("experiment file not found", path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read experiment file ({exc})", path) from None
+    text = read_text(path, what="experiment file")
     if path.suffix.lower() in (".yaml", ".yml"):
         import yaml
 
@@ -68,7 +65,17 @@ def read_file(path: str | Path) -> dict[str, Any]:
             raise ConfigError(f"not valid TOML: {exc}", path) from None
     if not isinstance(data, dict):
         raise ConfigError("expected a table of KEY = VALUE lines at the top level", path)
+    check_keys(data, path)
     return data
+
+
+def check_keys(table: dict[Any, Any], path: Path, where: str = "") -> None:
+    """Every key a name (YAML also allows ``1: 2`` or ``null: x``, which no flag is called)."""
+    for key, value in table.items():
+        if not isinstance(key, str) or not key.strip():
+            raise ConfigError(f"key {where}{key!r} is not a name; keys are long flags such as batch-size", path)
+        if isinstance(value, dict):
+            check_keys(value, path, f"{where}{key}.")
 
 
 def _text(value: Any) -> str:
@@ -104,6 +111,8 @@ def to_argv(values: dict[str, Any], keys: dict[str, argparse.Action], source: st
                 argv += [flag, _text(item)]
         elif isinstance(value, dict):
             raise ConfigError(f"key {key!r} takes a value, not a table", source)
+        elif isinstance(value, str) and not value.strip():
+            raise ConfigError(f"key {key!r} is empty; leave it out for its default", source)
         else:
             argv += [flag, _text(value)]
     return argv
@@ -154,7 +163,47 @@ def merge(parser: argparse.ArgumentParser, args: argparse.Namespace, given: set[
             overridden = {str(item).partition("=")[0] for item in cli if "=" in str(item)}
             kept = [item for item in file_value if str(item).partition("=")[0] not in overridden]
             setattr(out, dest, kept + cli)  # a KEY=VALUE on the command line replaces the file's
+    resolve_shorthands(keys, args, given, out, {a.dest for a in set_by_file}, source)
     return out
+
+
+#: Flags that are short for one item of a KEY=VALUE flag (``--alpha X`` is ``--loss-opt alpha=X``).
+SHORTHANDS: dict[str, tuple[str, str]] = {"alpha": ("loss_opt", "alpha"), "gamma": ("loss_opt", "gamma"),
+                                          "mixup_alpha": ("aug_opt", "mixup.alpha")}
+
+
+def _pair_key(item: Any) -> str:
+    return str(item).partition("=")[0].strip()
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return str(a) == str(b)
+
+
+def resolve_shorthands(keys: dict[str, argparse.Action], args: argparse.Namespace, given: set[str],
+                       out: argparse.Namespace, from_file: set[str], source: str) -> None:
+    """One setting spelt two ways, once in the file and once on the command line (``alpha = 0.5``
+    in the file, ``--loss-opt alpha=0.3`` given): the command line wins, as it does for any key. Spelt
+    both ways in the file with two values: a one-line error naming the file and both keys."""
+    names = {a.dest: k for k, a in keys.items()}
+    for short, (pairs, key) in SHORTHANDS.items():
+        if short not in names or pairs not in names:
+            continue
+        cli_pair = pairs in given and any(_pair_key(i) == key for i in getattr(args, pairs) or [])
+        file_items = [i for i in getattr(out, pairs) or [] if _pair_key(i) == key
+                      and not (cli_pair and i in (getattr(args, pairs) or []))]
+        if short in given and not cli_pair and file_items:  # --alpha given: the file's loss-opt alpha gives way
+            setattr(out, pairs, [i for i in getattr(out, pairs) if i not in file_items] or None)
+        elif cli_pair and short in from_file and short not in given:  # --loss-opt alpha= given: the file's alpha gives way
+            setattr(out, short, getattr(args, short))
+        elif short in from_file and short not in given and file_items and pairs not in given:
+            value = str(file_items[-1]).partition("=")[2]
+            if not _same(getattr(out, short), value):
+                raise ConfigError(f"keys {names[short]!r} ({getattr(out, short)}) and {names[pairs]!r} ({key}={value}) "
+                                  "set one option to two values; keep one", source)
 
 
 def apply_config(args: argparse.Namespace, values: dict[str, Any] | None = None,

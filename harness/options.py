@@ -172,6 +172,8 @@ def split_pairs(pairs: list[str] | None, flag: str) -> dict[str, str]:
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"{flag} expects KEY=VALUE, got {pair!r}")
+        if not value.strip():
+            raise ConfigError(f"{flag} {key}= has an empty value; leave the option out for its default")
         if key in out and out[key] != value:
             raise ConfigError(f"{flag} {key} given twice with different values ({out[key]!r} and {value!r})")
         out[key] = value

@@ -41,11 +41,9 @@ def find_record(ref: str, results: Path) -> Record:
         close = difflib.get_close_matches(ref, known, n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else f" ({len(known)} runs stored there)"
         raise ConfigError(f"--from {ref!r}: no such run in {results / 'runs'}{hint}")
-    try:
-        data = read_record(path)
-        return Record(path, str(data["run_id"]), dict(data["config"]), dict(data.get("environment") or {}))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"not a run record ({type(exc).__name__}: {exc})", path) from None
+    data = read_record(path, {"run_id": str})
+    environment = data.get("environment")
+    return Record(path, data["run_id"], dict(data["config"]), dict(environment) if isinstance(environment, dict) else {})
 
 
 def record_flags(cfg: RunConfig, parser: argparse.ArgumentParser) -> dict[str, Any]:

@@ -125,7 +125,7 @@ def test_from_unknown_run_is_one_line(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert "did you mean 'fcnn-ce-none-m40-s0-abc'" in err and "\n" not in err
     assert main(["run", "--results", str(tmp_path), "--from", "fcnn-ce-none-m40-s0-abc", "--dump-config"]) == 2
-    assert "not a run record" in capsys.readouterr().err
+    assert "damaged run record" in capsys.readouterr().err
 
 
 # -- end to end ---------------------------------------------------------------------------------

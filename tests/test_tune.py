@@ -255,7 +255,7 @@ def test_interrupt_marks_the_running_trials_failed(env, tmp_path: Path, sig: int
     else:
         proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-2000:]
+    assert proc.returncode == (143 if sig == signal.SIGTERM else 130), err[-2000:]
     trials = load(tmp_path).get_trials()
     assert trials and all(t.state != TrialState.RUNNING for t in trials), [t.state for t in trials]
     assert any(t.state == TrialState.FAIL for t in trials)

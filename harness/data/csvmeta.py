@@ -13,6 +13,9 @@ import pandas as pd
 
 from harness.errors import DataError
 
+#: Control characters (C0, DEL, C1, line and paragraph separators): never part of a label or a name.
+CONTROL = "[\x00-\x1f\x7f-\x9f\u2028\u2029]"
+
 
 def read_metadata(path: Path, required: Sequence[str], optional: Sequence[str] = (), *,
                   exact: bool = False, what: str = "metadata") -> pd.DataFrame:
@@ -33,6 +36,11 @@ def read_metadata(path: Path, required: Sequence[str], optional: Sequence[str] =
                         + (f"; optional {', '.join(optional)}" if optional else "") + f"; found {', '.join(found)})", path)
     if df.empty:
         raise DataError(f"{what} lists no clips", path)
+    for col in [c for c in (*required, *optional) if c in found]:
+        bad = df.index[df[col].str.contains(CONTROL, regex=True)]
+        if len(bad):  # a TAB or newline in a label ends up inside submission files and tables
+            raise DataError(f"line {int(bad[0]) + 2}: {col} {df[col].iloc[int(bad[0])]!r} contains a control character "
+                            "(tab, newline, …); names must be plain text", path)
     for col in required:
         df[col] = df[col].str.strip()
         empty = df.index[df[col] == ""]

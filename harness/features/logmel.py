@@ -126,6 +126,35 @@ def feature_preset(name: str, n_mels: int | None = None) -> FeatureConfig:
     return cfg if n_mels is None else replace(cfg, n_mels=int(n_mels))
 
 
+def _empty_filters(n_freqs: int, f_min: float, f_max: float, n_mels: int, sample_rate: int) -> int:
+    """How many of torchaudio's triangular mel filters cover no FFT bin at all (all zeros)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torchaudio's own "filterbank has all zero values" warning
+        fb = torchaudio.functional.melscale_fbanks(n_freqs, f_min, f_max, n_mels, sample_rate)
+    return int((fb.max(dim=0).values <= 0).sum())
+
+
+def check_mel_bands(cfg: FeatureConfig, sample_rate: int) -> None:
+    """Refuse a band count the front end cannot fill: with more mel bands than the FFT resolves,
+    some filters fall between two bins and are empty (constant features that only waste the model's
+    input). The limit is found from the filterbank itself, for this rate, FFT size and band edges."""
+    rate = cfg.rate(sample_rate)
+    n_fft = cfg.fft_size(rate)
+    f_max = float(rate) / 2 if cfg.f_max is None else float(cfg.f_max)
+    n_freqs = n_fft // 2 + 1
+    if not _empty_filters(n_freqs, float(cfg.f_min), f_max, int(cfg.n_mels), rate):
+        return
+    lo, hi = 1, int(cfg.n_mels) - 1  # the largest count without an empty filter
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if _empty_filters(n_freqs, float(cfg.f_min), f_max, mid, rate):
+            hi = mid - 1
+        else:
+            lo = mid
+    raise ConfigError(f"--mels {cfg.n_mels}: at {rate} Hz with a {n_fft}-point FFT ({cfg.f_min:g}-{f_max:g} Hz) at most "
+                      f"{lo} mel bands have a non-empty filter; give --mels {lo} or fewer")
+
+
 class LogMelExtractor:
     """``(channels, samples)`` audio -> ``(channels, n_mels, n_frames)`` float32 log-mel.
 

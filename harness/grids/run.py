@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import time
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -24,12 +27,14 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from harness.errors import ConfigError, HarnessError
+from harness.errors import ConfigError, HarnessError, Terminated
 from harness.packing import AUTO, Plan, activation_bytes, gpus_for, plan_workers, run_bytes
+from harness.processes import end_without_teardown, signal_all
 from harness.progress import progress as progress_bar
 from harness.grids.variants import Variant
 from harness.results.store import ResultsStore
 from harness.runner.config import RunConfig
+from harness.signals import Interrupts, ignored
 
 
 @dataclass
@@ -77,6 +82,7 @@ _WORKER_DEVICE: str | None = None
 def _init_worker(threads: int, slots: Any = None) -> None:
     global _WORKER_DEVICE
     torch.set_num_threads(threads)
+    WORKER.install(on_request=end_without_teardown)  # stopped: leave at once once the run is reported
     if slots is not None:
         import queue
 
@@ -84,6 +90,54 @@ def _init_worker(threads: int, slots: Any = None) -> None:
             _WORKER_DEVICE = slots.get_nowait()
         except queue.Empty:  # more processes than slots (a replaced worker): the run's own device
             _WORKER_DEVICE = None
+
+
+#: A pool worker's interrupt state: SIGINT/SIGTERM stop its run (marked failed) and start no other.
+WORKER = Interrupts()
+#: Seconds the workers get to mark their runs failed after a stop, before they are killed.
+STOP_WAIT = 8.0
+
+
+def _pool_run(cfg: RunConfig, results: str) -> dict[str, Any]:
+    """A pool worker's run: none starts once a stop was asked for; a stopped one is reported, not raised."""
+    if WORKER.requested:
+        return {"run_id": cfg.run_id(), "status": "not started", "error": "the grid was stopped first"}
+    try:
+        with WORKER.trial():
+            return _run_one(cfg, results)
+    except KeyboardInterrupt as exc:  # the run marked itself failed; resumable
+        return {"run_id": cfg.run_id(), "status": "failed",
+                "error": "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"}
+
+
+def stop_pool(pool: ProcessPoolExecutor, futures: list[Future], results: str | Path, signum: int) -> None:
+    """After Ctrl-C or SIGTERM: no queued run starts, the running ones are stopped (marked failed by
+    their workers, or killed after ``STOP_WAIT`` and their rows failed here), the workers exit."""
+    with ignored():
+        for f in futures:
+            f.cancel()
+        procs = list((getattr(pool, "_processes", None) or {}).values())  # the pool has no public handle on them
+        signal_all([p.pid for p in procs if p.pid], signum)
+        deadline = time.monotonic() + STOP_WAIT
+        wait_futures([f for f in futures if not f.cancelled()], timeout=STOP_WAIT)
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+        fail_dead_rows(ResultsStore(results), {f.run_id for f in futures if not f.cancelled()})  # type: ignore[attr-defined]
+
+
+def fail_dead_rows(store: ResultsStore, run_ids: set[str]) -> None:
+    """Runs whose worker was killed keep their ``running`` rows: marked failed (resumable) here."""
+    try:
+        df = store.load_index()
+        for _, row in df[df["run_id"].isin(run_ids) & (df["status"] == "running")].iterrows():
+            if not store.is_running(str(row["run_id"])):
+                store.update_index({**row.to_dict(), "status": "failed"})
+    except (HarnessError, OSError):
+        pass  # best effort: the row then reads stale, and the run resumes all the same
 
 
 def _run_one(cfg: RunConfig, results: str) -> dict[str, Any]:
@@ -112,16 +166,23 @@ def run_local(points: list[GridPoint], results: str | Path, *, jobs: int = 1, pr
     out = []
     bar = progress_bar(total=len(points), desc="grid", unit="run", enabled=progress)
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(plan.threads, slots)) as pool:
-        futures = {pool.submit(_run_one, p.cfg, str(results)): p for p in points}
-        for fut in as_completed(futures):
-            point, summary = futures[fut], fut.result()
-            out.append(summary)
-            state = summary.get("status")
-            acc = summary.get("acc_score")
-            note = f"{100 * acc:.2f}%" if state == "complete" and acc is not None else summary.get("error", state)
-            tqdm.write(f"{point.label()}: {note}")
-            sys.stdout.flush()  # a line per finished run, also when the output goes to a log file
-            bar.update(1)
+        futures = {pool.submit(_pool_run, p.cfg, str(results)): p for p in points}
+        for fut, p in futures.items():
+            fut.run_id = p.run_id  # type: ignore[attr-defined]  # which row to fail should its worker be killed
+        try:
+            for fut in as_completed(futures):
+                point, summary = futures[fut], fut.result()
+                out.append(summary)
+                state = summary.get("status")
+                acc = summary.get("acc_score")
+                note = f"{100 * acc:.2f}%" if state == "complete" and acc is not None else summary.get("error", state)
+                tqdm.write(f"{point.label()}: {note}")
+                sys.stdout.flush()  # a line per finished run, also when the output goes to a log file
+                bar.update(1)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): stop within seconds, start nothing
+            bar.close()
+            stop_pool(pool, list(futures), results, signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+            raise
     bar.close()
     return out
 

@@ -107,11 +107,25 @@ def score(run: TrainedRun, clips: Clips, *, batch_size: int = 64, progress: bool
     return torch.cat(out).numpy()
 
 
+#: What a spreadsheet reads as the start of a formula (OWASP, "CSV injection").
+FORMULA_START = ("=", "+", "-", "@")
+
+
+def text_cell(text: str) -> str:
+    """``text`` as a cell no spreadsheet runs as a formula: one leading apostrophe where it would start
+    with ``= + - @`` (the OWASP advice; a spreadsheet shows the text without it). Strip one leading
+    apostrophe from such a cell to get the name back."""
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
 def submission(filenames: list[str], classes: list[str], logits: np.ndarray) -> pd.DataFrame:
-    """The DCASE Task 1 output table: filename, scene_label, one probability column per class."""
+    """The DCASE Task 1 output table: filename, scene_label, one probability column per class (names
+    as :func:`text_cell` writes them: DCASE's file and scene names never start with a formula character)."""
     prob = torch.softmax(torch.from_numpy(np.asarray(logits, np.float64)), dim=1).numpy()
-    df = pd.DataFrame({"filename": filenames, "scene_label": np.asarray(classes)[prob.argmax(axis=1)]})
-    for j, name in enumerate(classes):
+    names = [text_cell(str(c)) for c in classes]
+    df = pd.DataFrame({"filename": [text_cell(str(f)) for f in filenames],
+                       "scene_label": np.asarray(names, dtype=object)[prob.argmax(axis=1)]})
+    for j, name in enumerate(names):
         df[name] = prob[:, j]
     return df
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +13,8 @@ from torch import nn
 from harness.errors import DataError, HarnessError
 from harness.registry import ARCHITECTURES, create_architecture
 from harness.results.migrate import read_record
+from harness.results.records import load_summary
+from harness.results.store import check_run_name
 from harness.runner.config import RunConfig
 from harness.runner.contract import FILE as PREPROCESSING_FILE
 from harness.runner.contract import Preprocessing
@@ -46,7 +47,8 @@ class TrainedRun:
 def find_run(results: Path, name: str) -> Path:
     """The folder of run ``name`` (a run id or a unique prefix of one) under ``results/runs``."""
     runs = Path(results) / "runs"
-    if name and (runs / name).is_dir():
+    check_run_name(name)
+    if (runs / name).is_dir():
         return runs / name
     known = sorted(p.name for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
     matches = [k for k in known if name and k.startswith(name)]
@@ -62,14 +64,14 @@ def find_run(results: Path, name: str) -> Path:
 def open_run(results: str | Path, name: str) -> TrainedRun:
     """Reopen a completed run; its contract is rebuilt from the training data for runs stored without one."""
     run_dir = find_run(Path(results), name)
-    summary = run_dir / "summary.json"
-    status = json.loads(summary.read_text()).get("status") if summary.exists() else "incomplete"
+    summary = load_summary(run_dir)
+    status = summary["status"] if summary is not None else "incomplete"
     if status != "complete" or not (run_dir / "checkpoint.pt").exists():
         raise HarnessError(f"run is not complete (status {status}); finish it with `harness run` first", run_dir)
+    record = read_record(run_dir / "config.json")
     try:
-        record = read_record(run_dir / "config.json")
         config = RunConfig.from_dict(record["config"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (ValueError, TypeError) as exc:
         raise DataError(f"unreadable run record ({type(exc).__name__}: {exc})", run_dir / "config.json") from exc
     path = run_dir / PREPROCESSING_FILE
     pre = Preprocessing.read(path) if path.exists() else rebuild_preprocessing(config, run_dir)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from harness.data.recorded import RecordedDataset
+from harness.results.records import load_optional
 
 #: The device groups the task reports (the ``device`` grouping of ``tau2022-mobile``).
 GROUPS = ("real", "simulated-seen", "unseen")
@@ -50,10 +51,9 @@ def subset_runs(results: Path, index: pd.DataFrame, dataset: str | None = None) 
         m = _SPLIT.match(str(r["split"]))
         if not m:
             continue
-        path = results / str(r["run_dir"]) / "summary.json"
-        s = json.loads(path.read_text()) if path.is_file() else {}
-        cfg_path = results / str(r["run_dir"]) / "config.json"
-        record = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
+        run_dir = results / str(r["run_dir"])
+        s = load_optional(run_dir / "summary.json", "run summary (summary.json)") or {}
+        record = load_optional(run_dir / "config.json", "run record (config.json)") or {}
         key = (s.get("arch"), s.get("loss"), s.get("aug"), (record.get("config") or {}).get("features", "dcase2019"))
         rows.append({"variant": labels.get(key, " · ".join(map(str, key))), "subset": int(m[1]),
                      "dataset_identity": s.get("dataset_identity"), "dataset": s.get("dataset"),

@@ -21,11 +21,12 @@ from tabulate import tabulate
 
 from harness.data.recorded import RecordedDataset
 from harness.data.registry import DATASETS, DEFAULT_DATA, opens_by_name
-from harness.errors import ConfigError
+from harness.errors import ConfigError, DataError
 from harness.metrics import METRICS as METRIC_NAMES
 from harness.metrics import unseen_name
 from harness.report.paper import METRICS, Paper, PaperParams, load_paper
 from harness.grids.variants import PAPER_VARIANTS, VARIANTS, Variant
+from harness.results.records import load_optional
 from harness.results.store import INDEX_COLUMNS, ResultsStore
 
 FORMATS = ("text", "markdown", "latex", "csv", "json")
@@ -496,9 +497,10 @@ def _stored_scores(results: Path, rows: pd.DataFrame, key: str) -> pd.Series:
     out = []
     for run_dir in rows["run_dir"]:
         try:
-            scores = json.loads((results / str(run_dir) / "summary.json").read_text()).get("scores") or {}
-        except (OSError, ValueError):
-            scores = {}
+            scores = (load_optional(results / str(run_dir) / "summary.json", "run summary (summary.json)") or {}).get("scores")
+        except DataError:  # damaged: scored as absent, as a run from before the metric existed
+            scores = None
+        scores = scores if isinstance(scores, dict) else {}
         out.append(scores.get(key, np.nan))
     return pd.Series(out, index=rows.index, dtype=float)
 

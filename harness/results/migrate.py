@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import pandas as pd
 
 from harness.atomic import atomic_path, write_json
+from harness.results.records import CONFIG_KEYS, load_record
 
 #: The schema version written into every new ``config.json``.
 SCHEMA = 2
@@ -120,9 +121,10 @@ def _config_v1_to_v2(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def read_record(path: str | Path) -> dict[str, Any]:
-    """A run's ``config.json``, upgraded to today's schema. Raises what reading or JSON raises."""
-    return upgrade_record(json.loads(Path(path).read_text()))
+def read_record(path: str | Path, required: Mapping[str, type | tuple[type, ...]] | None = None) -> dict[str, Any]:
+    """A run's ``config.json``, checked by the one record loader (one-line error naming the file)
+    and upgraded to today's schema; ``required`` adds keys the caller needs to the checked ones."""
+    return upgrade_record(load_record(path, "run record (config.json)", {**CONFIG_KEYS, **(required or {})}))
 
 
 # -- run folders and index rows ---------------------------------------------------------------
@@ -157,7 +159,7 @@ def migrate_run(run_dir: Path) -> dict[str, Any]:
     from harness.metrics import window_scores
 
     path = run_dir / "summary.json"
-    summary = json.loads(path.read_text())
+    summary = load_record(path, "run summary (summary.json)") if path.exists() else {}
     epochs_path = run_dir / "epochs.csv"
     changed = False
     if epochs_path.exists():

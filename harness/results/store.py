@@ -8,7 +8,6 @@ each other's rows.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from harness.atomic import atomic_path, write_json
-from harness.errors import DataError, StorageError, TrainingError
+from harness.errors import ConfigError, DataError, StorageError, TrainingError
 from harness.results.migrate import migrate_run, upgrade_index
+from harness.results.records import load_summary
 
 INDEX_COLUMNS = [
     "run_id", "status", "arch", "loss", "aug", "n_mels", "seed", "alpha", "gamma", "epochs",
@@ -30,6 +30,17 @@ INDEX_COLUMNS = [
 
 #: The lock a run holds in its folder while it trains.
 LOCK_FILE = ".lock"
+
+
+def check_run_name(name: str, what: str = "run") -> str:
+    """A run id is the name of a folder under ``results/runs``, never a path: ``../other/runs/ID``
+    or an absolute path would read, and write (``harness export``), outside the results folder."""
+    text = str(name)
+    if (not text.strip() or text in (".", "..") or "/" in text or "\\" in text
+            or any(ord(c) < 32 or ord(c) == 127 for c in text)):
+        raise ConfigError(f"{what} {text!r} is not a run id: give the name of a folder under results/runs, not a path "
+                          "(`harness table` or index.csv lists them)")
+    return text
 
 
 @contextmanager
@@ -63,7 +74,7 @@ class ResultsStore:
         return self.root / "index.csv"
 
     def run_dir(self, run_id: str) -> Path:
-        return self.root / "runs" / run_id
+        return self.root / "runs" / check_run_name(run_id)
 
     def load_index(self, *, liveness: bool = False) -> pd.DataFrame:
         """Every run's row; an empty frame with the right columns when nothing is stored.
@@ -124,8 +135,8 @@ class ResultsStore:
         return len(rows)
 
     def summary(self, run_id: str) -> dict[str, Any] | None:
-        path = self.run_dir(run_id) / "summary.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        """The run's ``summary.json`` (None before it finished); a damaged one is a one-line error."""
+        return load_summary(self.run_dir(run_id))
 
     def write_summary(self, run_id: str, summary: dict[str, Any]) -> None:
         write_json(self.run_dir(run_id) / "summary.json", summary)

@@ -10,8 +10,8 @@ from typing import Any
 from harness.data.registry import DEFAULT_DATA
 from harness.errors import ConfigError
 from harness.options import check_number, format_value
+from harness.features.logmel import FEATURE_PRESETS, FeatureConfig, check_mel_bands, feature_preset
 from harness.results.migrate import stable_id_fields
-from harness.features.logmel import FEATURE_PRESETS, FeatureConfig, feature_preset
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "step")
@@ -278,6 +278,7 @@ class RunConfig:
         cfg = replace(self, dataset=ds.name, dataset_identity=ds.identity, data_options=dict(ds.options),
                       data_paths=dict(ds.paths), audio=ds.audio.to_dict(), split=self.split or ds.protocols.default_split)
         make_split(ds, cfg.split, unseen=cfg.unseen)
+        check_mel_bands(cfg.feature_config(), ds.audio.sample_rate)  # the band count the data's rate allows
         return cfg
 
     @property

@@ -8,7 +8,6 @@ the training data nor the feature cache.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import torch
 from harness.atomic import write_json
 from harness.errors import DataError
 from harness.features.logmel import FeatureConfig, LogMelExtractor
+from harness.results.records import load_record
 
 FILE = "preprocessing.json"
 VERSION = 1
@@ -97,6 +97,6 @@ class Preprocessing:
     def read(cls, path: str | Path) -> "Preprocessing":
         path = Path(path)
         try:
-            return cls.from_dict(json.loads(path.read_text()))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return cls.from_dict(load_record(path, "preprocessing contract"))
+        except (KeyError, TypeError) as exc:
             raise DataError(f"unreadable preprocessing contract ({type(exc).__name__}: {exc})", path) from exc

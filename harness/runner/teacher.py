@@ -74,7 +74,7 @@ def _teacher_config(store: ResultsStore, run_id: str) -> RunConfig:
         raise ConfigError(f"--teacher {run_id}: the run is not complete; finish it first (harness run … with its options)")
     try:
         return RunConfig.from_dict(read_record(folder / "config.json")["config"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except TypeError as exc:
         raise DataError(f"--teacher {run_id}: unreadable run record ({type(exc).__name__}: {exc})", folder / "config.json") from exc
 
 

@@ -12,8 +12,8 @@ term stops the run). On a GPU the host can therefore queue steps ahead of the ke
 
 from __future__ import annotations
 
-import json
 import math
+import os
 import random
 import sys
 import time
@@ -39,6 +39,7 @@ from harness.precision import autocast, grad_scaler
 from harness.progress import progress
 from harness.registry import create_architecture, create_loss
 from harness.results.migrate import SCHEMA as RECORD_SCHEMA
+from harness.results.records import load_run_config
 from harness.results.store import LOCK_FILE, ResultsStore, file_lock, save_npz
 from harness.runner.augment import BatchAugment
 from harness.runner.config import RunConfig, implementation_options
@@ -111,6 +112,9 @@ class Trainer:
     """Holds what one run needs; ``fit`` trains, evaluates and stores it."""
 
     tracker: Tracker | None = None  # set by ``run``
+    #: (device, inode) of the run folder's lock file this process holds, set by ``run``: the run
+    #: checks it before each write, so a folder removed or replaced meanwhile is noticed.
+    lock_id: tuple[int, int] | None = None
     t_train: torch.Tensor | None = None  # teacher logits per training row (distillation losses), set by ``prepare``
 
     def __init__(self, cfg: RunConfig, store: ResultsStore, *, progress: bool = True,
@@ -304,7 +308,7 @@ class Trainer:
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
         with atomic_path(self.ckpt_path) as tmp, open(tmp, "wb") as fh:
-            torch.save(state, fh)  # through a Python file: a full disk is an OSError, not torch's RuntimeError
+            torch.save(state, fh)  # a full disk: torch raises RuntimeError over the OSError; atomic_path maps it
         with atomic_path(self.dir / "epochs.csv") as tmp:
             pd.DataFrame(history).to_csv(tmp, index=False)
 
@@ -324,6 +328,27 @@ class Trainer:
         return int(state["epoch"]), list(state["history"]), float(state.get("wall_s", 0.0))
 
     # -- the run ---------------------------------------------------------------------------
+    def lock_is_ours(self) -> bool:
+        """Whether the run folder's lock file is still the one this run holds (not deleted, not replaced)."""
+        if self.lock_id is None:
+            return True
+        try:
+            st = os.stat(self.dir / LOCK_FILE)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == self.lock_id
+
+    def folder_is_ours(self) -> bool:
+        """Whether the run folder is still the one this run locked and started, with its records."""
+        return self.lock_is_ours() and (self.dir / "config.json").is_file() and (self.dir / PREPROCESSING_FILE).is_file()
+
+    def check_folder(self) -> None:
+        """Refuse to go on writing into a run folder that was deleted or replaced while the run
+        trained: the records written at its start are gone, so it could never be whole again."""
+        if not self.folder_is_ours():
+            raise StorageError("the run folder was deleted or replaced while the run trained, so its record "
+                               "cannot be completed; run the same command again to start the run afresh", self.dir)
+
     def summary_row(self, status: str, history: list[dict[str, Any]], wall: float) -> dict[str, Any]:
         cfg = self.cfg
         window = min(cfg.score_last, len(history))
@@ -376,7 +401,7 @@ class Trainer:
             tqdm.write(f"resuming from epoch {start} of {cfg.epochs} ({self.ckpt_path})")
         self.wall = wall
         if self.tracker is not None:
-            self.tracker.start(self.dir, json.loads((self.dir / "config.json").read_text()), history)
+            self.tracker.start(self.dir, load_run_config(self.dir), history)
         try:
             return self._train(start, history, wall)
         except BaseException as exc:  # any failure, interrupt or pruning: the row must not stay "running"
@@ -391,6 +416,14 @@ class Trainer:
         reason = str(exc) or type(exc).__name__
         if isinstance(exc, KeyboardInterrupt):
             reason = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        if not self.folder_is_ours():  # deleted: not recreated for a lone failure.json; replaced: not ours to mark
+            if not self.lock_is_ours() and self.store.is_running(self.run_id):
+                return
+            try:
+                self.store.update_index(self.summary_row("failed", history, wall))
+            except (HarnessError, OSError):
+                pass
+            return
         try:
             write_json(self.dir / FAILURE_FILE, {"error": reason, "type": type(exc).__name__,
                                                  "epochs_done": len(history), "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
@@ -414,6 +447,7 @@ class Trainer:
             seconds = time.perf_counter() - t0
             wall += seconds
             entry = {"epoch": epoch, **metrics, "seconds": round(seconds, 3), "lr": lr}
+            self.check_folder()
             self.save_checkpoint(epoch, [*history, entry], wall)
             history.append(entry)  # only once stored: a failed run's record counts the epochs it kept
             self.wall = wall
@@ -429,6 +463,7 @@ class Trainer:
                 self.on_epoch(epoch, metrics)
         logits, embs = last if last is not None else self.predict()
         rows = self.ev.rows
+        self.check_folder()
         save_npz(self.dir / "predictions.npz", filenames=self.ds.clips["filename"].to_numpy()[rows].astype(str),
                  labels=self.labels[rows], domains=self.domain_names[rows], classes=np.asarray(self.ds.classes),
                  logits=logits.astype(np.float32), embeddings=embs.astype(np.float16),
@@ -456,7 +491,7 @@ def run(cfg: RunConfig, results: str | Path, *, force: bool = False, progress: b
     cfg = cfg.resolved()
     store = ResultsStore(results)
     trainer = Trainer(cfg, store, progress=progress, on_epoch=on_epoch, verbose=verbose)
-    done = store.summary(trainer.run_id)
+    done = None if force else store.summary(trainer.run_id)  # --force retrains over a damaged summary too
     if done is not None and done.get("status") == "complete" and not force:
         return {**done, "reused": True}
     # Everything a run can be refused for (data, split, model, loss, combination) is checked
@@ -468,11 +503,13 @@ def run(cfg: RunConfig, results: str | Path, *, force: bool = False, progress: b
     except OSError as exc:
         raise StorageError.from_os(exc, trainer.dir) from exc
     with file_lock(trainer.dir / LOCK_FILE, blocking=False):
-        done = store.summary(trainer.run_id)  # another process may have finished it meanwhile
+        lock = os.stat(trainer.dir / LOCK_FILE)
+        trainer.lock_id = (lock.st_dev, lock.st_ino)
+        done = None if force else store.summary(trainer.run_id)  # another process may have finished it meanwhile
         if done is not None and done.get("status") == "complete" and not force:
             if tracker is not None:
                 history = pd.read_csv(trainer.dir / "epochs.csv").to_dict("records")
-                tracker.start(trainer.dir, json.loads((trainer.dir / "config.json").read_text()), history)
+                tracker.start(trainer.dir, load_run_config(trainer.dir), history)
                 tracker.finish("complete", done)
             return {**done, "reused": True}
         if force:

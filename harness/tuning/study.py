@@ -12,6 +12,7 @@ two processes), and Ctrl-C then reaches every trial, which is marked FAIL (see
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing as mp
 import os
 import re
@@ -28,15 +29,18 @@ import optuna
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
-from harness.errors import ConfigError, HarnessError, TrainingError
+from harness.errors import ConfigError, HarnessError, Terminated, TrainingError
+from harness.processes import end_without_teardown, signal_all
 from harness.runner.config import RunConfig
-from harness.signals import sigterm_raises
+from harness.signals import ignored, sigterm_raises
 from harness.tuning.interrupt import INTERRUPTS
 from harness.tuning.objective import OBJECTIVES, Objective
 from harness.tuning.space import SearchSpace
 from harness.tuning.storage import JOURNAL_NAME, fail_dead_trials, is_url, open_storage, redact
 
 PRUNERS = ("median", "hyperband", "none")
+#: A worker's exit status after Ctrl-C and after SIGTERM (the shell's 128 + signal number).
+INTERRUPTED_EXIT, TERMINATED_EXIT = 130, 143
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 #: Study user attributes that must match when a study is continued.
 CHECKED_ATTRS = ("harness_config", "objective", "space")
@@ -207,6 +211,23 @@ class StopOnFailures:
             study.stop()
 
 
+class _NoInterruptTraceback(logging.Filter):
+    """Optuna logs a trial that failed with its traceback; for Ctrl-C or SIGTERM that is noise (the
+    one line saying the trial failed, and why, stays)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[0] is not None and issubclass(record.exc_info[0], KeyboardInterrupt):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_interrupts() -> None:
+    """On the handlers of Optuna's logger: a logger's own filters would not see its children's records."""
+    for handler in optuna.logging.get_logger("optuna").handlers:
+        if not any(isinstance(f, _NoInterruptTraceback) for f in handler.filters):
+            handler.addFilter(_NoInterruptTraceback())
+
+
 def run_worker(spec: TuneSpec) -> None:
     """Run trials until the study holds ``spec.trials`` finished or running ones (or time is up)."""
     if spec.threads:
@@ -214,6 +235,7 @@ def run_worker(spec: TuneSpec) -> None:
 
         torch.set_num_threads(spec.threads)
     optuna.logging.set_verbosity(optuna.logging.INFO)
+    quiet_interrupts()
     study = open_study(spec)
     objective = Objective(spec.base, spec.space, spec.objective, spec.results, spec.progress, spec.track)
     callbacks = [MaxTrialsCallback(spec.trials, states=(*FINISHED, TrialState.RUNNING)), StopOnFailures(),
@@ -231,7 +253,7 @@ def run_worker(spec: TuneSpec) -> None:
         if c[TrialState.COMPLETE] + c[TrialState.PRUNED] == finished or callbacks[1].streak >= callbacks[1].limit:
             break  # failing trials: stop rather than fail forever
     if INTERRUPTS.requested:
-        raise KeyboardInterrupt
+        raise INTERRUPTS.exception()
 
 
 def _worker_main(spec: TuneSpec, worker: int) -> None:
@@ -239,30 +261,27 @@ def _worker_main(spec: TuneSpec, worker: int) -> None:
     try:
         with INTERRUPTS.installed():
             run_worker(spec)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except KeyboardInterrupt as exc:  # the trial is FAIL in the storage already: nothing left to tear down
+        end_without_teardown(TERMINATED_EXIT if isinstance(exc, Terminated) else INTERRUPTED_EXIT)
+        sys.exit(TERMINATED_EXIT if isinstance(exc, Terminated) else INTERRUPTED_EXIT)
     except HarnessError as exc:
         print(f"harness: error: worker {worker}: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
 
 
-def _stop(procs: list[mp.process.BaseProcess], wait: float = 60.0) -> None:
+def _stop(procs: list[mp.process.BaseProcess], signum: int = signal.SIGINT, wait: float = 60.0) -> None:
     """After Ctrl-C or SIGTERM: pass it on (workers ignore a repeat), let them mark their trials
-    FAIL, and kill what is left (the next start fails those trials as dead workers'). Further
-    signals are ignored meanwhile, so an impatient second Ctrl-C cannot orphan a worker."""
-    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        for p in procs:
-            if p.is_alive() and p.pid:
-                os.kill(p.pid, signal.SIGINT)
+    FAIL (they exit as soon as they have: seconds), and kill what is left after ``wait`` (the next
+    start fails those trials as dead workers'). Further signals are ignored meanwhile, so an
+    impatient second Ctrl-C cannot orphan a worker."""
+    with ignored():
+        signal_all([p.pid for p in procs if p.is_alive() and p.pid], signum)
         deadline = time.time() + wait
         for p in procs:
             p.join(max(0.1, deadline - time.time()))
             if p.is_alive():
                 p.kill()
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
+                p.join(5)
 
 
 def optimize(spec: TuneSpec) -> optuna.Study:
@@ -278,17 +297,18 @@ def optimize(spec: TuneSpec) -> optuna.Study:
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_worker_main, args=(spec, i), name=f"tune-worker-{i}") for i in range(spec.n_jobs)]
     try:
-        with sigterm_raises(KeyboardInterrupt):  # this parent runs no trial: SIGTERM acts as Ctrl-C
+        with sigterm_raises(Terminated):  # this parent runs no trial: SIGTERM acts as Ctrl-C, exit 143
             for p in procs:
                 p.start()
             for p in procs:
                 p.join()
-    except KeyboardInterrupt:
-        _stop(procs)
+    except KeyboardInterrupt as exc:
+        _stop(procs, signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
         raise
     codes = [p.exitcode for p in procs if p.exitcode]
-    if codes and all(c == 130 for c in codes):
-        raise KeyboardInterrupt  # the workers were interrupted (the signal reached them, not this process)
+    if codes and all(c in (INTERRUPTED_EXIT, TERMINATED_EXIT) for c in codes):
+        # the workers were interrupted (the signal reached them, not this process)
+        raise Terminated() if TERMINATED_EXIT in codes else KeyboardInterrupt()
     bad = [f"worker {i} exit {p.exitcode}" for i, p in enumerate(procs) if p.exitcode]
     if bad:
         raise TrainingError(f"tuning worker(s) failed ({', '.join(bad)}); see their messages above")
