@@ -5,7 +5,7 @@
     python -m benchmarks.train --archs dcase2024-baseline,fcnn --impls fused --mels 256 --input dcase2024  # 1-s clips
 
 What is timed is the runner's own code: ``Trainer.train_epoch`` (gather a batch from the float16
-feature tensor, normalise, SpecAugment (``BatchAugment``), forward under the run's ``--precision``,
+feature tensor, normalise, SpecAugment (``AugmentChain``), forward under the run's ``--precision``,
 the registry's ``ce`` loss, backward, Adam step, the loss read-back) and ``Trainer.predict``
 (evaluation forward, batches of max(2 x batch, 64)), on full-size inputs (2 x n_mels x 500) of
 random features. Every configuration (model x precision) is built once; then, in each of

@@ -14,7 +14,7 @@ from harness.contracts import AugmentContext
 from harness.errors import ConfigError, DataError
 from harness.features.logmel import FeatureConfig, LogMelExtractor, extract
 from harness.registry import AUGMENTATIONS, create_augmentation, create_loss
-from harness.runner.augment import BatchAugment
+from harness.runner.augment_chain import AugmentChain
 from harness.runner.config import RunConfig
 
 
@@ -57,7 +57,7 @@ def test_freq_mixstyle_combines_with_the_triplet_loss() -> None:
     """Labels stay discrete, so every anchor keeps its scene and the cross-city triplet term applies."""
     from harness.contracts import ModelOutput
 
-    pipe = BatchAugment(["freq-mixstyle"], {"freq-mixstyle": {"p": 1.0}}, ctx())
+    pipe = AugmentChain(["freq-mixstyle"], {"freq-mixstyle": {"p": 1.0}}, ctx())
     assert not pipe.mixes_labels
     y = torch.tensor([0, 0, 1, 1]); d = torch.tensor([0, 1, 0, 1])
     x, y_aug = pipe(torch.randn(4, 2, 10, 20), y)
@@ -160,7 +160,7 @@ def test_roll_plugin_shifts_by_at_most_max_s() -> None:
 # -- pipeline, registry, options ----------------------------------------------------------------
 def test_every_augmentation_is_listed_and_ordered() -> None:
     assert {"dir", "freq-mixstyle", "mixup", "roll", "spec"} <= set(AUGMENTATIONS.names())
-    pipe = BatchAugment(["spec", "mixup", "dir", "roll", "freq-mixstyle"], {}, ctx())
+    pipe = AugmentChain(["spec", "mixup", "dir", "roll", "freq-mixstyle"], {}, ctx())
     assert [s.name for s in pipe.steps] == ["dir", "roll", "freq-mixstyle", "spec", "mixup"]
     assert pipe.mixes_labels
     x, y = pipe(torch.randn(5, 2, 40, 50), torch.arange(5))
@@ -177,9 +177,9 @@ def test_aug_options_resolve_into_the_run_id() -> None:
     with pytest.raises(ConfigError, match="cutout"):
         RunConfig(aug="cutout").resolved()
     with pytest.raises(ConfigError, match="takes no option 'q'"):
-        BatchAugment(["freq-mixstyle"], {"freq-mixstyle": {"q": 1}}, ctx())
+        AugmentChain(["freq-mixstyle"], {"freq-mixstyle": {"q": 1}}, ctx())
     with pytest.raises(ConfigError, match="p must be in"):
-        BatchAugment(["dir"], {"dir": {"p": 2}}, ctx())
+        AugmentChain(["dir"], {"dir": {"p": 2}}, ctx())
 
 
 def test_dcase2024_preset_recipe() -> None:

@@ -16,7 +16,7 @@ from harness.cli import main
 from harness.inference.predict import find_clips, score
 from harness.inference.trained import open_run
 from harness.runner.config import RunConfig
-from harness.runner.contract import FILE, Preprocessing
+from harness.runner.preprocessing import FILE, Preprocessing
 from harness.runner.train import run
 
 pytestmark = pytest.mark.slow  # trains one tiny model for the module

@@ -16,8 +16,8 @@ from harness.results.migrate import read_record
 from harness.results.records import load_summary
 from harness.results.store import check_run_name
 from harness.runner.config import RunConfig
-from harness.runner.contract import FILE as PREPROCESSING_FILE
-from harness.runner.contract import Preprocessing
+from harness.runner.preprocessing import FILE as PREPROCESSING_FILE
+from harness.runner.preprocessing import Preprocessing
 
 
 @dataclass(frozen=True)

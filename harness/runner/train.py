@@ -41,10 +41,10 @@ from harness.registry import create_architecture, create_loss
 from harness.results.migrate import SCHEMA as RECORD_SCHEMA
 from harness.results.records import load_run_config
 from harness.results.store import LOCK_FILE, ResultsStore, file_lock, save_npz
-from harness.runner.augment import BatchAugment
+from harness.runner.augment_chain import AugmentChain
 from harness.runner.config import RunConfig, implementation_options
-from harness.runner.contract import FILE as PREPROCESSING_FILE
-from harness.runner.contract import Preprocessing
+from harness.runner.preprocessing import FILE as PREPROCESSING_FILE
+from harness.runner.preprocessing import Preprocessing
 from harness.runner.device import arch_options_for, fused_optimizer, implementation_record, summary_fields
 from harness.runner.environment import environment_record, resolve_device
 from harness.runner.optim import build_optimizer, build_scheduler
@@ -177,7 +177,7 @@ class Trainer:
         ctx = AugmentContext(n_classes=len(self.ds.classes), n_mels=cfg.n_mels, n_frames=self.n_frames,
                              sample_rate=self.ds.audio.sample_rate, features=self.features, mean=self.mean, std=self.std,
                              ir_folder=Path(cfg.dir_irs).expanduser() if cfg.dir_irs else None)
-        self.augment = BatchAugment(sorted(cfg.augmentations), cfg.aug_options, ctx)
+        self.augment = AugmentChain(sorted(cfg.augmentations), cfg.aug_options, ctx)
         if self.augment.mixes_labels and not self.loss_fn.supports_mixup:
             raise ConfigError(
                 f"--aug {cfg.aug} cannot be combined with --loss {cfg.loss}: mixup makes labels "

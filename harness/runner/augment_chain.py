@@ -10,7 +10,7 @@ from harness.contracts import AugmentContext, Augmentation
 from harness.registry import create_augmentation
 
 
-class BatchAugment:
+class AugmentChain:
     """Applies ``--aug``'s plugins, each built with its ``--aug-opt`` options, lowest ``order`` first."""
 
     def __init__(self, names: list[str], options: dict[str, dict[str, Any]], ctx: AugmentContext):
