@@ -11,6 +11,7 @@ from typing import Any
 from tabulate import tabulate
 
 from harness.errors import ConfigError
+from harness.launchers.options import ENGINE_FLAGS, add_launcher_options, launcher_from_args
 from harness.options import number_type
 from harness.paths import results_dir
 from harness.report.variants import Variant
@@ -28,7 +29,8 @@ def _ints(text: str) -> list[int]:
 
 
 #: Grid flags that say how and where to run, not what: left out of ``--dump-config``.
-EXECUTION_FLAGS = ("jobs", "storage", "results", "dry_run", "no_progress", "variants", "no_extra")
+EXECUTION_FLAGS = ("jobs", "storage", "results", "dry_run", "no_progress", "variants", "no_extra", "launcher",
+                   *(f for flags in ENGINE_FLAGS.values() for f in flags))
 #: Grid flags that are the grid's axes, not a run's setting (``--mels`` is a list here, ``--split``
 #: may be ``loco``: every domain held out in turn).
 AXES = ("mels", "seed", "seeds", "split")
@@ -96,6 +98,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     from harness.commands.run import data_options, open_data
     from harness.data.splits import LOCO, loco_specs
     from harness.grid import bind_teachers, fold_splits, grid_points, pending, run_distributed, run_local, select_variants
+    from harness.launchers.grid import collect
     from harness.results.store import ResultsStore
 
     grid = read_grid(args)
@@ -107,6 +110,10 @@ def cmd_grid(args: argparse.Namespace) -> int:
         raise ConfigError("--table 2 needs no training: run `harness table --table 2`")
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
+    launcher = launcher_from_args(args, jobs=args.jobs, job_name="harness-grid")
+    if args.storage and launcher.name != "local":
+        raise ConfigError(f"--storage shares a grid between workers started by hand; --launcher {launcher.name} "
+                          "starts the workers itself: give one of them")
     loco = args.split == LOCO
     if loco and args.folds:
         raise ConfigError("--split loco and --folds are two fold protocols; give one")
@@ -141,7 +148,11 @@ def cmd_grid(args: argparse.Namespace) -> int:
         rows += [[p.variant.name, p.cfg.n_mels, p.cfg.seed, p.cfg.split, "(waits for " + ", ".join(p.cfg.teachers) + ")"]
                  for p in waiting]
         print(tabulate(rows, headers=["variant", "mels", "seed", "split", "run id"], tablefmt="simple"))
+        if launcher.name != "local":
+            print(f"launcher {launcher.name}: would submit {len(todo)} task(s), {launcher.resources()}; each runs:")
+            print("\n".join(t.shell() for t in grid_tasks(todo, store.root)))
         return 0
+    launcher.check()  # no SLURM, an unknown partition, an unreachable Ray: one line, before any work
     # Features once, here, with every core: the workers then only read the cache instead of
     # extracting the same features side by side.
     from harness.features.cache import load_features
@@ -154,10 +165,16 @@ def cmd_grid(args: argparse.Namespace) -> int:
         n = run_distributed(points, store.root, args.storage, progress=not args.no_progress)
         print(f"grid study has {n} trials; this worker found no more grid points")
         return 0
-    summaries = run_local(todo, store.root, jobs=args.jobs, progress=not args.no_progress)
+
+    def launch(todo: list) -> list[dict[str, Any]]:
+        if launcher.name == "local":
+            return run_local(todo, store.root, jobs=args.jobs, progress=not args.no_progress)
+        return collect(launcher.run(grid_tasks(todo, store.root), store.root, progress=not args.no_progress), store)
+
+    summaries = launch(todo)
     if waiting:  # distillation rows whose teacher was not stored at the start: it may be now
         ready, still = bind_teachers(waiting, store)
-        summaries += run_local(pending(ready, store), store.root, jobs=args.jobs, progress=not args.no_progress)
+        summaries += launch(pending(ready, store))
         summaries += [{"run_id": p.label(), "status": "failed",
                        "error": f"no complete stored teacher for {', '.join(p.cfg.teachers)} on this dataset and split"}
                       for p in still]
@@ -167,6 +184,14 @@ def cmd_grid(args: argparse.Namespace) -> int:
     print("next: harness table" + (f" --table {args.table}" if args.table != "1" else "")
           + (f" --results {shlex.quote(args.results)}" if args.results else ""))
     return 1 if failed else 0
+
+
+def grid_tasks(points: list, results) -> list:
+    """The grid points as launcher tasks, each with the ``harness run`` command that trains it alone."""
+    from harness.commands.run import run_parser
+    from harness.launchers.grid import point_task
+
+    return [point_task(p, results, run_parser()) for p in points]
 
 
 def dump_grid(grid: GridFile) -> str:
@@ -226,6 +251,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results", help="results folder (default: $HARNESS_RESULTS or ./results); shared by all workers")
     p.add_argument("--dry-run", action="store_true", help="list the runs that would be trained, train nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_launcher_options(p)
     p.add_argument("--config", metavar="FILE",
                    help="grid file listing the variants (TOML; default: the shipped Table 1 grid, harness/grids/table1.toml); "
                         "flags on the command line override it")
