@@ -34,7 +34,7 @@ def parse_time(text: str) -> int:
     text = str(text).strip()
     days, _, rest = text.rpartition("-") if "-" in text else ("", "", text)
     parts = rest.split(":")
-    if not re.fullmatch(r"\d*", days) or not all(re.fullmatch(r"\d+", p) for p in parts) or len(parts) > 3:
+    if ("-" in text and not days.isdigit()) or not all(re.fullmatch(r"\d+", p) for p in parts) or len(parts) > 3:
         raise ConfigError(f"--slurm-time {text!r}: give minutes (90) or SLURM's H:M:S, D-H, D-H:M (1:30:00)")
     n = [int(p) for p in parts]
     if days:  # D-H, D-H:M, D-H:M:S
