@@ -104,3 +104,22 @@ def test_ray_grid_retries_a_killed_worker_from_its_last_epoch(tiny_synth: Path, 
     assert proc.returncode == 0, out
     assert f"ray: 2 task(s) on the Ray cluster at {ray_address}" in out
     assert_stored_once(results, killed, before)
+
+
+def test_tune_trial_workers_as_ray_tasks_share_one_study(tiny_synth: Path, tmp_path: Path, ray_address) -> None:
+    import optuna
+
+    ray_address, auth = ray_address
+    results = tmp_path / "results"
+    argv = [sys.executable, "-m", "harness.cli", "tune", "--data", str(tiny_synth), "--results", str(results),
+            "--study", "cluster", "--trials", "2", "--epochs", "1", "--score-last", "1", "--batch-size", "16",
+            "--device", "cpu", "--precision", "fp32", "--no-progress", "--arch-opt", "channels=[8,8]",
+            "--launcher", "ray", "--ray-address", ray_address, "--n-jobs", "2"]
+    done = subprocess.run(argv, env={**os.environ, **auth}, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ray: 2 trial worker(s)" in done.stdout and "--config" in done.stdout
+    study = optuna.load_study(study_name="cluster", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(results / "studies" / "cluster" / "journal.log"))))
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials) == 2
+    index = pd.read_csv(results / "index.csv")
+    assert len(index) == 2 and index["run_id"].is_unique
