@@ -29,7 +29,6 @@ on the GPU, and the projected time of the full Table 1 grid.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import socket
@@ -40,7 +39,6 @@ import time
 from types import SimpleNamespace
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -101,7 +99,8 @@ def make_trainer(cfg: Config, batch_size: int, device: torch.device, pool: int, 
     ``build``, ``train_epoch`` and ``predict`` do the work."""
     from harness.features.logmel import FeatureConfig
     from harness.runner.config import RunConfig
-    from harness.runner.train import EvalSet, Trainer
+    from harness.runner.rows import EvalSet
+    from harness.runner.train import Trainer
 
     options = {"conv_impl": cfg.impl} if cfg.impl else {}
     rc = RunConfig(arch=cfg.arch, loss="ce", aug="spec", n_mels=cfg.n_mels, epochs=1, batch_size=batch_size,
@@ -358,7 +357,7 @@ def verdicts(rows: list[dict[str, Any]], default_impl: str, kind: str) -> list[d
 def projection(rows: list[dict[str, Any]], default_impl: str) -> dict[str, Any]:
     """Wall time of the paper's Table 1 grid at the measured throughputs (loss/augmentation as CE+spec),
     each architecture at its fastest precision."""
-    from harness.report.variants import VARIANTS
+    from harness.grids.variants import VARIANTS
 
     rate_of = {(r["arch"], r["n_mels"]): r for r in rows
                if r["fastest_precision"] and (r["arch"] != "fcnn" or r["impl"] == default_impl)}

@@ -89,7 +89,7 @@ def main() -> int:
                    help="one-epoch trials for the 1-process-all-threads vs 1-process-per-core comparison; 0 skips it (default: 4)")
     p.add_argument("--out", type=Path, default=HERE / "results", help="output folder (default: benchmarks/results)")
     args = p.parse_args()
-    from harness.commands.tune import TUNE_EPOCHS, TUNE_SCORE_LAST
+    from harness.tuning.objective import TUNE_EPOCHS, TUNE_SCORE_LAST
 
     record: dict[str, Any] = {"defaults": f"{TUNE_EPOCHS} epochs, score = mean of the last {TUNE_SCORE_LAST}, median pruning, 2 jobs on a CPU",
                               "host": socket.gethostname(), "cpus": os.cpu_count(), "platform": platform.platform(),

@@ -205,3 +205,9 @@ def dumps(values: dict[str, Any], header: str = "") -> str:
 
     lines = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
     return lines + tomli_w.dumps(values)
+
+
+def dump_config(args: argparse.Namespace, command: str) -> str:
+    values = dump_values(args, args.command_parser, skip=("force", "no_progress"))
+    return dumps(values, f"harness {command}: every key is a long flag of `harness {command}` "
+                         f"(see harness {command} --help)\nrun it with: harness {command} --config FILE")

@@ -15,7 +15,6 @@ One object, :class:`Predictions` (what ``predictions.npz`` stores), and one func
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from scipy.special import log_softmax
@@ -35,14 +34,6 @@ class Predictions:
     unseen: np.ndarray  # (N,) bool: row of an unseen domain
     classes: tuple[str, ...]
     groupings: dict[str, dict[str, str]] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, run_dir: str | Path, groupings: dict[str, dict[str, str]] | None = None) -> "Predictions":
-        from harness.results.store import load_predictions
-
-        z = load_predictions(run_dir)
-        return cls(z["logits"].astype(np.float64), z["labels"], z["domains"].astype(str), z["official"].astype(bool),
-                   z["unseen"].astype(bool), tuple(str(c) for c in z["classes"]), groupings or {})
 
 
 def _mean(x: np.ndarray) -> float:

@@ -19,18 +19,8 @@ from typing import Any, Callable
 from harness import __version__
 from harness.errors import ConfigError
 from harness.experiment import flag_keys, merge
+from harness.flags import field_of
 from harness.runner.config import RunConfig
-
-#: Flags whose setting has another name in ``RunConfig`` (``--mels`` sets ``n_mels``; every
-#: ``--X-opt`` sets ``X_options``); any other flag sets the field of its own name.
-FIELD_OF_FLAG = {"mels": "n_mels", "teacher": "teachers"}
-
-
-def field_of(dest: str) -> str:
-    if dest.endswith("_opt"):
-        return dest[: -len("_opt")] + "_options"
-    return FIELD_OF_FLAG.get(dest, dest)
-
 
 @dataclass
 class Record:
@@ -63,7 +53,7 @@ def record_flags(cfg: RunConfig, parser: argparse.ArgumentParser) -> dict[str, A
     out: dict[str, Any] = {}
     for key, action in flag_keys(parser).items():
         name = field_of(action.dest)
-        if not hasattr(cfg, name):
+        if name is None:
             continue
         value = getattr(cfg, name)
         if value is None or (isinstance(value, dict) and not value):

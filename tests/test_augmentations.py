@@ -195,7 +195,7 @@ def test_dcase2024_preset_recipe() -> None:
 
 
 def test_aug_opt_flag_parsing() -> None:
-    from harness.commands.run import split_aug_pairs
+    from harness.flags import split_aug_pairs
 
     assert split_aug_pairs(["freq-mixstyle.p=0.5", "freq-mixstyle.alpha=0.2", "roll.max_s=0.2"]) == {
         "freq-mixstyle": {"p": "0.5", "alpha": "0.2"}, "roll": {"max_s": "0.2"}}
@@ -236,11 +236,11 @@ def test_augmentation_options_survive_experiment_files_and_reruns(tmp_path: Path
     aug_options turn back into the same flags (harness run --from)."""
     import argparse
 
-    from harness.commands.run import config_from_args, run_parser
+    from harness.flags import config_from_args, recipe_parser
     from harness.experiment import as_table, dumps, flag_keys, merge, read_file, to_argv
     from harness.rerun import record_flags
 
-    parser = run_parser()
+    parser = recipe_parser()
     args = parser.parse_args(["--aug", "freq-mixstyle,roll", "--aug-opt", "freq-mixstyle.p=0.5", "--aug-opt", "roll.max_s=0.2",
                               "--optimizer", "adamw", "--schedule", "cosine", "--warmup-epochs", "1"])
     want = config_from_args(args).resolved()

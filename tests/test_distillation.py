@@ -55,7 +55,7 @@ def _fake_teacher(results: Path, data: Path, run_id: str = "teacher-x", *, statu
                   identity: str | None = None, split: str = "fold1", drop_first: bool = False) -> str:
     """A stored run folder with a config, a summary and stored logits, but no checkpoint."""
     from harness.data.registry import open_dataset
-    from harness.runner.train import build_rows
+    from harness.runner.rows import build_rows
 
     ds = open_dataset(str(data), progress=False)
     cfg = RunConfig(arch="fcnn", data=str(data), split=split).resolved().for_dataset(ds)

@@ -68,13 +68,21 @@ def test_bad_eval_precision_refused_before_training(tmp_path, capsys) -> None:
 
 
 @pytest.mark.slow
-def test_reduced_precision_keeps_accuracy_and_shrinks_memory(tiny_synth, tmp_path, capsys) -> None:
+def test_reduced_precision_keeps_accuracy_and_shrinks_memory(tiny_synth, tmp_path, capsys, monkeypatch) -> None:
     from harness.cli import main
-    from harness.runner.train import run
+    from harness.runner import train
+    from harness.sampling import PairedBatchSampler
 
     cfg = RunConfig(arch="dcase-baseline", data=str(tiny_synth), epochs=3, batch_size=16, device="cpu", seed=0,
                     precision="fp32")
-    s = run(cfg, tmp_path, progress=False)
+    s = train.run(cfg, tmp_path, progress=False)
+
+    def built(*args, **kwargs):
+        raise AssertionError("re-scoring a stored run built part of training")
+
+    # Re-scoring reopens the model and its rows: no trainer, optimiser or pair sampler.
+    for target in (train.Trainer, torch.optim.Optimizer, PairedBatchSampler):
+        monkeypatch.setattr(target, "__init__", built)
     assert main(["evaluate", s["run_id"], "--precision", "fp16,int8", "--results", str(tmp_path), "--no-progress"]) == 0
     assert "evaluated at int8" in capsys.readouterr().out
     stored = json.loads((tmp_path / s["run_dir"] / "summary.json").read_text())

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from harness.cli import build_parser, main
-from harness.commands.run import config_from_args
+from harness.flags import config_from_args
 from harness.experiment import flag_keys, given_dests, merge
 from harness.rerun import Record, differences
 
@@ -169,7 +169,7 @@ def test_flags_file_and_record_give_the_same_run(tiny_synth: Path, tmp_path: Pat
 def test_table1_is_a_shipped_grid_file(capsys) -> None:
     from importlib.resources import files
 
-    from harness.report.variants import TABLE1_GRID, VARIANTS
+    from harness.grids.variants import TABLE1_GRID, VARIANTS
 
     assert TABLE1_GRID == files("harness") / "grids" / "table1.toml"
     shipped = tomllib.loads(TABLE1_GRID.read_text())

@@ -89,7 +89,7 @@ def test_ray_missing_names_the_extra(tiny_synth, tmp_path, monkeypatch, capsys) 
 
 
 def test_dry_run_shows_count_resources_and_commands_that_train_the_same_run(tiny_synth, tmp_path, capsys) -> None:
-    from harness.commands.run import config_from_args, open_data, run_parser
+    from harness.flags import config_from_args, open_data, recipe_parser as run_parser
     from harness.experiment import given_dests
 
     argv = grid_args(tiny_synth, tmp_path, "--launcher", "slurm", "--slurm-partition", "gpu", "--slurm-gpus-per-task", "1",

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.cli import build_parser, main
-from harness.commands.run import config_from_args
+from harness.flags import config_from_args
 from harness.errors import ConfigError
 from harness.options import FALSE_WORDS, TRUE_WORDS, Kind, format_value, kind_of, parse_value
 from harness.registry import ARCHITECTURES, LOSSES

@@ -4,7 +4,6 @@ computation and against simulated predictions with a planted effect (or none).""
 from __future__ import annotations
 
 import itertools
-from math import comb
 
 import numpy as np
 import pytest

@@ -13,7 +13,6 @@ import soundfile as sf
 import torch
 
 from harness.cli import main
-from harness.inference.export import export
 from harness.inference.predict import find_clips, score
 from harness.inference.trained import open_run
 from harness.runner.config import RunConfig

@@ -18,7 +18,7 @@ from harness.cli import build_parser, main
 from harness.errors import ConfigError, DataError
 from harness.report.paper import PaperParams, load_paper, paper_path
 from harness.report.tables import FORMATS, build_table1, build_table2, load_index, render
-from harness.report.variants import EXTRA_VARIANTS, PAPER_VARIANTS, VARIANTS, get_variant, variant_for
+from harness.grids.variants import EXTRA_VARIANTS, PAPER_VARIANTS, VARIANTS, get_variant, variant_for
 from harness.results.store import ResultsStore
 
 

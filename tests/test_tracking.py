@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import pandas as pd
 import pytest
 
 from harness.cli import main
-from harness.tracking import epoch_scalars
+from harness.tracking.values import epoch_scalars
 
 pytestmark = pytest.mark.slow
 

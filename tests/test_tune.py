@@ -20,7 +20,9 @@ from optuna.trial import TrialState
 
 from harness.errors import ConfigError
 from harness.runner.config import RunConfig
-from harness.tune import best_params, fail_dead_trials, open_storage, parse_range
+from harness.tuning.params import best_params
+from harness.tuning.space import parse_range
+from harness.tuning.storage import fail_dead_trials, open_storage
 from harness.tuning.space import SearchSpace
 from harness.tuning.study import default_study_name
 

@@ -14,7 +14,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from harness.tune import open_storage
+from harness.tuning.storage import open_storage
 
 URL = os.environ.get("HARNESS_TEST_POSTGRES_URL")
 

@@ -9,14 +9,10 @@ from pathlib import Path
 from tabulate import tabulate
 
 from harness.errors import ConfigError
+from harness.flags import mels_list
 from harness.options import number_type
 
 _COUNT = number_type(integer=True, minimum=1)
-
-
-def mels_list(text: str) -> list[int]:
-    """``"40,200"`` → ``[40, 200]``, each a positive integer."""
-    return [_COUNT(x) for x in text.split(",") if x.strip()] or [_COUNT(text)]
 
 
 def cmd_synth_mobile(args: argparse.Namespace) -> int:
@@ -58,7 +54,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _open(args: argparse.Namespace):
-    from harness.commands.run import open_data
+    from harness.flags import open_data
 
     args.data = args.path
     return open_data(args)
@@ -133,6 +129,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         description="Extract log-mel features (paper settings: 40 ms window, 20 ms hop, both channels) into the on-disk cache.")
     f.add_argument("path", nargs="?", default="synthetic", help="dataset folder or manifest, or 'synthetic' (default)")
     _dataset_options(f)
-    f.add_argument("--mels", type=mels_list, default=[40], help="comma-separated mel band counts (default: 40)")
+    f.add_argument("--mels", type=mels_list, default=(40,), help="comma-separated mel band counts (default: 40)")
     f.add_argument("--no-progress", action="store_true", help="no progress bar")
     f.set_defaults(func=cmd_features)

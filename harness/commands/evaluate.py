@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 
 from harness.paths import results_dir
+from harness.report.summary import summary_table
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from harness.commands.run import summary_table
     from harness.inference.evaluate import evaluate_run, parse_precisions
 
     precisions = parse_precisions(args.precision, "--precision")

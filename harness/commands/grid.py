@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import tomllib
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import replace
 
 from tabulate import tabulate
 
 from harness.errors import ConfigError
-from harness.launchers.options import ENGINE_FLAGS, add_launcher_options, launcher_from_args
+from harness.flags import add_run_options, open_data
+from harness.grids.file import dump_grid, read_grid, variant_configs
+from harness.launchers.options import add_launcher_options, launcher_from_args
 from harness.options import number_type
 from harness.paths import results_dir
-from harness.report.variants import Variant
-from harness.runner.config import PRESETS
 
 
 def _ints(text: str) -> list[int]:
@@ -28,77 +26,10 @@ def _ints(text: str) -> list[int]:
     return values
 
 
-#: Grid flags that say how and where to run, not what: left out of ``--dump-config``.
-EXECUTION_FLAGS = ("jobs", "storage", "results", "dry_run", "no_progress", "variants", "no_extra", "launcher",
-                   *(f for flags in ENGINE_FLAGS.values() for f in flags))
-#: Grid flags that are the grid's axes, not a run's setting (``--mels`` is a list here, ``--split``
-#: may be ``loco``: every domain held out in turn).
-AXES = ("mels", "seed", "seeds", "split")
-
-
-@dataclass
-class GridFile:
-    """A grid file read against the parsers: the grid's flags, run keys shared by every row, the rows."""
-
-    args: argparse.Namespace
-    shared: dict[str, Any]
-    variants: tuple[Variant, ...]
-    source: str
-
-
-def read_grid(args: argparse.Namespace) -> GridFile:
-    """``--config FILE`` (default: the shipped Table 1 grid) merged under the command line."""
-    from harness.commands.run import run_parser
-    from harness.experiment import canonical_key, flag_keys, merge, read_file, unknown_key_error
-    from harness.report.variants import GRIDS, TABLE1_GRID, read_variants
-
-    shipped = GRIDS.get(str(args.table), TABLE1_GRID)
-    source = str(args.config or shipped)
-    data = read_file(args.config) if args.config else tomllib.loads(shipped.read_text())
-    rows = data.pop("variant", None)
-    grid_keys, run_keys = flag_keys(args.command_parser), flag_keys(run_parser())
-    own = {k: v for k, v in data.items() if canonical_key(k) in grid_keys}
-    shared = {k: v for k, v in data.items() if k not in own}
-    for key in shared:
-        if canonical_key(key) not in run_keys or canonical_key(key) in AXES:
-            raise unknown_key_error(key, [*grid_keys, *run_keys, "variant"], source)
-    variants = read_variants(rows, source) if rows is not None else read_variants(
-        tomllib.loads(shipped.read_text())["variant"], str(shipped))
-    for v in variants:
-        for key in v.settings:
-            if canonical_key(key) in AXES:
-                raise ConfigError(f"variant {v.name!r}: {key!r} is an axis of the grid; set it at the top level", source)
-            if canonical_key(key) not in run_keys:
-                raise unknown_key_error(key, [*run_keys, "name", "paper", "baseline", "extra"], source)
-    return GridFile(merge(args.command_parser, args, args.given, own, source), shared, variants, source)
-
-
-def variant_configs(grid: GridFile, variants: list[Variant]) -> list[tuple[Variant, Any]]:
-    """Each row's run configuration: ``harness run``'s defaults < the file's shared keys and the
-    grid's own flags < the row's keys < flags given on the command line."""
-    from harness.commands.run import config_from_args, run_parser
-    from harness.experiment import flag_keys, merge
-
-    parser = run_parser()
-    run_keys = flag_keys(parser)
-    grid_keys = flag_keys(grid.args.command_parser)
-    both = [k for k in grid_keys if k in run_keys and k not in AXES]
-    common = {k: getattr(grid.args, grid_keys[k].dest) for k in both}
-    given = {k: v for k, v in common.items() if grid_keys[k].dest in grid.args.given}
-    out = []
-    for v in variants:
-        values = {**grid.shared, **{k: x for k, x in common.items() if x is not None},
-                  "arch": v.arch, "loss": v.loss, "aug": v.aug, **v.settings, **given}
-        ns = merge(parser, parser.parse_args([]), set(), values, f"{grid.source}: variant {v.name!r}")
-        out.append((v, config_from_args(ns)))
-    return out
-
-
 def cmd_grid(args: argparse.Namespace) -> int:
-    from harness.commands.run import data_options, open_data
     from harness.data.splits import LOCO, loco_specs
-    from harness.grid import bind_teachers, fold_splits, grid_points, pending, run_distributed, run_local, select_variants
-    from harness.launchers.grid import collect
+    from harness.grids.run import bind_teachers, fold_splits, grid_points, pending, run_distributed, run_local, select_variants
+    from harness.launchers.grid import collect, grid_tasks
     from harness.results.store import ResultsStore
 
     grid = read_grid(args)
@@ -166,7 +97,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
         print(f"grid study has {n} trials; this worker found no more grid points")
         return 0
 
-    def launch(todo: list) -> list[dict[str, Any]]:
+    def launch(todo: list) -> list:
         if launcher.name == "local":
             return run_local(todo, store.root, jobs=args.jobs, progress=not args.no_progress)
         return collect(launcher.run(grid_tasks(todo, store.root), store.root, progress=not args.no_progress), store)
@@ -186,34 +117,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def grid_tasks(points: list, results) -> list:
-    """The grid points as launcher tasks, each with the ``harness run`` command that trains it alone."""
-    from harness.commands.run import run_parser
-    from harness.launchers.grid import point_task
-
-    return [point_task(p, results, run_parser()) for p in points]
-
-
-def dump_grid(grid: GridFile) -> str:
-    from harness.experiment import dump_values, dumps
-
-    values = {**dump_values(grid.args, grid.args.command_parser, skip=EXECUTION_FLAGS), **grid.shared}
-    rows = []
-    for v in grid.variants:
-        row: dict[str, Any] = {"name": v.name, "arch": v.arch, "loss": v.loss, "aug": v.aug, **v.settings}
-        row.update({k: x for k, x in (("paper", v.paper_key), ("baseline", v.baseline)) if x})
-        if v.extra:
-            row["extra"] = True
-        rows.append(row)
-    return dumps({**values, "variant": rows},
-                 "harness grid: top-level keys are flags of `harness grid`, or of `harness run` shared by every "
-                 "variant;\neach [[variant]] is a row: a name and its `harness run` keys "
-                 "(see harness/grids/table1.toml)\nrun it with: harness grid --config FILE")
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from harness.commands.run import add_data_options
-
     p = sub.add_parser(
         "grid", help="run every Table 1 configuration not stored yet",
         description="Train every configuration of the paper's Table 1 (SubSpectralNet, FCNN, FCNN-mixup, FCNN-spec, "
@@ -231,26 +135,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=number_type(integer=True, minimum=1), default=2, help="seeds per configuration, 0..N-1 (default: 2, as the paper)")
     p.add_argument("--variants", help="comma-separated names of the grid's variants to run (default: all rows)")
     p.add_argument("--no-extra", action="store_true", help="only the paper's rows (skip DCASE baseline and FCNN-triplet-random)")
-    p.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="training preset (default: quick)")
-    p.add_argument("--epochs", type=int, help="override the preset's epochs")
-    p.add_argument("--batch-size", type=int, help="override the preset's batch size")
-    p.add_argument("--lr", type=float, help="override the preset's learning rate")
     p.add_argument("--split",
                    help="the dataset's default (fold1 on TAU, the paper's protocol; fold:1 on cross-validation data), loco "
                         "(every domain held out in turn: one run per city or device trained on the others' official "
                         "training rows and scored on all clips of the held-out one; `harness table --split loco` pools "
                         "the folds), or one split as in `harness run --split` (default: the dataset's default)")
-    p.add_argument("--unseen", default="official", choices=["official", "all"], help="unseen-city protocol (see harness run --help)")
-    add_data_options(p)
+    add_run_options(p, only=("preset", "epochs", "batch_size", "lr", "device", "precision", "unseen"),
+                    helps={"device": "auto | cpu | cuda | cuda:N; auto spreads jobs over all GPUs (default: auto)"})
     p.add_argument("--folds", metavar="all|K,K", help="cross-validation data: run every configuration on these folds "
                                                     "(--split fold:K each); `harness table` pools them (mean ± std over folds)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N; auto spreads jobs over all GPUs")
-    p.add_argument("--precision", default="auto", choices=["fp32", "bf16", "auto"], help="fp32 | bf16 | auto (see harness run --help; default: auto)")
     p.add_argument("--jobs", type=number_type(integer=True, minimum=1), default=1, help="runs at once on this machine (default: 1)")
     p.add_argument("--storage", help="Optuna RDB URL (e.g. postgresql://user@host/db) shared by workers on several machines")
-    p.add_argument("--results", help="results folder (default: $HARNESS_RESULTS or ./results); shared by all workers")
     p.add_argument("--dry-run", action="store_true", help="list the runs that would be trained, train nothing")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_launcher_options(p)
     p.add_argument("--config", metavar="FILE",
                    help="grid file listing the variants (TOML; default: the shipped Table 1 grid, harness/grids/table1.toml); "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.commands.table import add_selection_options, positive_int, require_results
+from harness.flags import add_selection_options, positive_int, require_results
 from harness.paths import results_dir
 from harness.report.html import REPORT_FORMATS
 

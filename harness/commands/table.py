@@ -4,65 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from harness.errors import ConfigError
-
+from harness.flags import add_selection_options, positive_int, require_results
 from harness.paths import results_dir
-from harness.report.tables import DEFAULT_MELS, DEFAULT_SEEDS, FORMATS
-
-
-def int_list(text: str, minimum: int = 0) -> tuple[int, ...]:
-    """``"40,200"`` → ``(40, 200)``; a bad value becomes argparse's usage message."""
-    try:
-        values = tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        values = ()
-    if not values or any(v < minimum for v in values):
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= {minimum}, got {text!r}")
-    return values
-
-
-def mels_list(text: str) -> tuple[int, ...]:
-    return int_list(text, minimum=1)
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def require_results(results: Path) -> None:
-    """Tables and reports read a results folder; a missing one is an error, never created empty."""
-    if not results.is_dir():
-        raise ConfigError(f"results folder {results} does not exist (nothing has been run into it); run `harness run` "
-                          "or `harness grid` first, or point --results / $HARNESS_RESULTS at the folder that holds runs/")
-
-
-def add_selection_options(p: argparse.ArgumentParser) -> None:
-    """Which runs fill the tables; shared by ``table`` and ``report``."""
-    from harness.runner.config import PRESETS
-
-    p.add_argument("--results", help="results folder (default: $HARNESS_RESULTS or ./results)")
-    p.add_argument("--mels", type=mels_list, default=DEFAULT_MELS, metavar="N,N",
-                   help="log-mel sizes to show, comma-separated (default: 40,200 as the paper)")
-    p.add_argument("--seeds", type=int_list, default=DEFAULT_SEEDS, metavar="S,S",
-                   help="seeds a complete cell needs; missing ones are listed with their command (default: 0,1 = the paper's 2 runs)")
-    p.add_argument("--dataset", metavar="ID|synthetic|PATH",
-                   help="use runs on this dataset: an identity (prefix) from the index, 'synthetic', or a dataset folder "
-                        "(default: the dataset with most complete runs, named in the output)")
-    p.add_argument("--preset", choices=sorted(PRESETS),
-                   help="use runs of this training preset (default: the one with most complete runs, named in the output)")
-    p.add_argument("--unseen", choices=["official", "all"],
-                   help="use runs scored with this unseen-domain protocol: official = unseen-domain clips of the official "
-                        "test split, all = plus those in no split (the paper's, on TAU 2019) (default: the one with most runs)")
-    p.add_argument("--stats", action=argparse.BooleanOptionalAction, default=True,
-                   help="add the significance table: paired McNemar tests and bootstrap intervals against each variant's baseline row (default: on)")
+from harness.report.tables import FORMATS
 
 
 def cmd_table(args: argparse.Namespace) -> int:
@@ -103,7 +48,7 @@ def cmd_table(args: argparse.Namespace) -> int:
         tables += [loco] + ([loco_stats] if args.stats else [])
     elif args.table == "methods":
         from harness.report.tables import MethodsTable
-        from harness.report.variants import METHOD_VARIANTS
+        from harness.grids.variants import METHOD_VARIANTS
 
         t = build_table1(load_index(results), dataset=args.dataset, preset=args.preset, unseen=args.unseen,
                          mels=args.mels, seeds=args.seeds, paper=paper, results=results, split=args.split,

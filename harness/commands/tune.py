@@ -6,28 +6,17 @@ import argparse
 import os
 from dataclasses import replace
 
-from harness.commands.run import add_run_options, config_from_args, dump_config, summary_table, track_spec
+from harness.experiment import dump_config
+from harness.flags import add_run_options, config_from_args, open_data, track_spec
 from harness.errors import TrainingError
 from harness.launchers.options import add_launcher_options, launcher_from_args
 from harness.options import number_type
 from harness.paths import results_dir
+from harness.report.summary import summary_table
+from harness.tuning.objective import TUNE_EPOCHS, TUNE_LOSS, TUNE_SCORE_LAST
 
-#: Tuning defaults: shorter runs than ``quick`` (30 epochs), scored on their last epochs, so the
-#: default 50-trial search fits in 30 minutes on 2 CPU cores (measured: benchmarks/tune.py).
-TUNE_EPOCHS = 8
-TUNE_SCORE_LAST = 3
-TUNE_LOSS = "triplet-city"
 #: Trial workers submitted with ``--launcher slurm|ray`` when ``--n-jobs`` is not given.
 WORKERS = 4
-
-
-def default_jobs(device: str) -> int:
-    """Parallel trial processes: one per two cores on a CPU (one torch thread each measured
-    faster than one process with two threads), one on a GPU."""
-    from harness.runner.environment import resolve_device
-
-    return 1 if resolve_device(device).type != "cpu" else max(1, min(2, os.cpu_count() or 1))
-
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from harness.experiment import apply_config
@@ -41,10 +30,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def search(args: argparse.Namespace, track) -> int:
-    from harness.commands.run import open_data
     from harness.features.cache import load_features
     from harness.registry import LOSSES
-    from harness.tune import SearchSpace, TuneSpec, final_run, optimize, parse_range
+    from harness.tuning.params import final_run
+    from harness.tuning.space import SearchSpace, parse_range
+    from harness.tuning.study import TuneSpec, default_jobs, optimize
     from harness.tuning.objective import tuning_config
     from harness.tuning.report import PARAM_LABELS, render, stats
     from harness.tuning.space import LR_RANGE
@@ -113,13 +103,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "evaluate split is never used for selection (only by --final). --trials is the size of the "
                     "study: re-running the command continues it, and several commands or machines on one --storage "
                     "share its trials.")
-    add_run_options(p)
-    p.set_defaults(loss=TUNE_LOSS, score_last=None)
-    helps = {"--loss": f"loss name (default here: {TUNE_LOSS}, the paper's cross-city triplet loss)",
-             "--epochs": f"epochs of every trial (default: {TUNE_EPOCHS} with --preset quick, else the preset's)",
-             "--score-last": f"trial value = mean validation accuracy over the last N epochs (default: {TUNE_SCORE_LAST} with --preset quick, else 10)"}
-    for flag, text in helps.items():
-        p._option_string_actions[flag].help = text  # argparse has no public way to re-word a shared option
+    add_run_options(p, defaults={"loss": TUNE_LOSS}, helps={
+        "loss": f"loss name (default here: {TUNE_LOSS}, the paper's cross-city triplet loss)",
+        "epochs": f"epochs of every trial (default: {TUNE_EPOCHS} with --preset quick, else the preset's)",
+        "score_last": f"trial value = mean validation accuracy over the last N epochs (default: {TUNE_SCORE_LAST} with "
+                      "--preset quick, else 10)",
+        "seed": "training seed of every trial (default: 0)"})
     s = p.add_argument_group("search")
     s.add_argument("--trials", type=number_type(integer=True, minimum=1), default=50, help="finished (complete + pruned) trials the study should hold; a re-run continues up to this many (default: 50)")
     s.add_argument("--objective", default="overall", choices=["overall", "unseen", "macro", "unseen-macro"],
@@ -130,7 +119,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--tune-lr", action="store_true", help="also tune the learning rate (log-uniform, default range 1e-4,1e-2)")
     s.add_argument("--lr-range", metavar="LO,HI", help="log-uniform range of lr with --tune-lr (default: 1e-4,1e-2)")
     s.add_argument("--val-fraction", type=number_type(above=0, below=1), default=0.2, help="share of training locations held out as inner validation (default: 0.2)")
-    s.add_argument("--seed", type=number_type(integer=True, minimum=0), default=0, help="training seed of every trial (default: 0)")
     s.add_argument("--sampler-seed", type=number_type(integer=True, minimum=0), default=0, help="seed of the TPE sampler (default: 0)")
     s.add_argument("--pruner", default="median", choices=["median", "hyperband", "none"],
                    help="stop unpromising trials early from their per-epoch validation accuracy (default: median)")

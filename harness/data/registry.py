@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.errors import ConfigError, DataError
+from harness.errors import DataError
 from harness.registry import Registry
 
 Detector = Callable[[Path], bool]

@@ -81,7 +81,7 @@ def rebuild_preprocessing(config: RunConfig, run_dir: Path) -> Preprocessing:
     from harness.features.cache import load_features
     from harness.features.logmel import band_stats
     from harness.results.store import load_predictions
-    from harness.runner.train import build_rows
+    from harness.runner.rows import build_rows
 
     ds = open_dataset(config.data, dataset=config.dataset, progress=False, **config.data_options,
                       **config.data_paths)

@@ -12,7 +12,7 @@ from harness.results.store import ResultsStore
 
 
 def point_task(point: Any, results: str | Path, run_parser: argparse.ArgumentParser) -> Task:
-    """A grid point (``harness.grid.GridPoint``) as a task: its resolved configuration, which the
+    """A grid point (``harness.grids.run.GridPoint``) as a task: its resolved configuration, which the
     worker trains under the same run id, and the ``harness run`` command that trains it alone."""
     from harness.experiment import flag_keys, to_argv
     from harness.rerun import record_flags
@@ -25,6 +25,14 @@ def point_task(point: Any, results: str | Path, run_parser: argparse.ArgumentPar
     argv = to_argv(values, keys, point.label())
     command = ("harness", "run", *argv, "--results", str(Path(results).resolve()), "--no-progress")
     return Task(label=point.label(), command=command, cfg=cfg, run_id=point.run_id)
+
+
+def grid_tasks(points: list[Any], results: str | Path) -> list[Task]:
+    """The grid points as tasks, each with the ``harness run`` command that trains it alone."""
+    from harness.flags import recipe_parser
+
+    parser = recipe_parser()
+    return [point_task(p, results, parser) for p in points]
 
 
 def collect(summaries: list[dict[str, Any]], store: ResultsStore) -> list[dict[str, Any]]:

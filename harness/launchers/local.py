@@ -1,6 +1,6 @@
 """``--launcher local``: this machine, as without a launcher.
 
-``harness grid`` keeps its own pool for local runs (``harness.grid.run_local``: devices spread
+``harness grid`` keeps its own pool for local runs (``harness.grids.run.run_local``: devices spread
 over the GPUs); this launcher runs any task list the same way, ``jobs`` processes at a time."""
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from harness.errors import DataError
 from harness.report.stats import (SIGNIFICANCE_NOTES, StatsTable, adjust_holm, compare_frames, correct_by_clip,
                                   fmt_mde, fmt_p, read_predictions)
 from harness.report.tables import Selection, runs_of
-from harness.report.variants import VARIANTS, Variant, get_variant
+from harness.grids.variants import VARIANTS, Variant, get_variant
 
 LOCO = "loco"
 

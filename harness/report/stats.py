@@ -27,7 +27,7 @@ from scipy import stats as sps
 from harness.errors import DataError
 from harness.report.power import PairedTest, holm, sign_flip_test
 from harness.report.tables import Selection, runs_of
-from harness.report.variants import VARIANTS, Variant, get_variant
+from harness.grids.variants import VARIANTS, Variant, get_variant
 
 SUBSETS = {"overall": "official", "unseen": "unseen"}  # subset name -> predictions.npz mask
 

@@ -32,8 +32,8 @@ def load_published() -> dict[str, Any]:
 
 def _labels() -> dict[tuple[str, str, str, str], str]:
     """Row names of the shipped DCASE 2024 grid, by (arch, loss, aug, features)."""
-    from harness.report.variants import SUBSETS_GRID as path
-    from harness.report.variants import read_variants
+    from harness.grids.variants import SUBSETS_GRID as path
+    from harness.grids.variants import read_variants
 
     rows = read_variants(tomllib.loads(path.read_text())["variant"], str(path))
     return {(v.arch, v.loss, v.aug, str(v.settings.get("features", "dcase2019"))): v.name for v in rows}

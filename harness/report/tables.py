@@ -23,7 +23,7 @@ from harness.errors import ConfigError
 from harness.metrics import METRICS as METRIC_NAMES
 from harness.metrics import unseen_name
 from harness.report.paper import METRICS, Paper, PaperParams, load_paper
-from harness.report.variants import PAPER_VARIANTS, VARIANTS, Variant
+from harness.grids.variants import PAPER_VARIANTS, VARIANTS, Variant
 from harness.results.store import INDEX_COLUMNS, ResultsStore
 
 FORMATS = ("text", "markdown", "latex", "csv", "json")

@@ -61,60 +61,118 @@ LOSS_SHORTHANDS = ("alpha", "gamma")
 MAX_SEED = 2**32 - 1
 
 
+def setting(default: Any = None, help: str = "", *, flag: str | None = None, group: str = "what to train",
+            default_text: str | None = None, factory: Any = None, **argparse_options: Any) -> Any:
+    """A ``RunConfig`` field that is also a command-line flag: ``harness.flags`` builds the flag
+    (name, type, default, help) from this, so a new setting needs no second edit.
+
+    ``flag`` defaults to the field's name with dashes; ``default_text`` is what ``--help`` says
+    the default is when the field's own default (``None``: "from the preset") does not say it;
+    ``argparse_options`` go to ``add_argument`` as they are (``choices``, ``metavar``, ``action``).
+    """
+    meta = {"flag": flag, "help": help, "group": group, "default_text": default_text, "argparse": argparse_options}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+TRAIN, HOW, DATA = "what to train", "how to train", "data and results"
+
+
 @dataclass
 class RunConfig:
     """One training run. ``None`` means "take it from the preset"."""
 
-    arch: str = "fcnn"
-    loss: str = "ce"
-    aug: str | None = None  # comma-separated registered augmentations; preset: "none"
-    n_mels: int = 40
-    alpha: float | None = None  # shorthand for loss_options["alpha"]; folded into it by resolved()
-    gamma: float | None = None  # shorthand for loss_options["gamma"]
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    seed: int = 0
-    data: str = "synthetic"
+    arch: str = setting("fcnn", "architecture name (see `harness list`), e.g. fcnn, subspectralnet, dcase-baseline, "
+                                "timm/resnet18")
+    loss: str = setting("ce", "loss name (see `harness list`): ce, triplet-city, triplet-random, triplet-device, ...")
+    #: Comma-separated registered augmentations; preset: "none".
+    aug: str | None = setting(None, "augmentations, comma-separated, e.g. freq-mixstyle,dir,roll or mixup,spec "
+                                    "(see `harness list`)", default_text="from the preset, none")
+    n_mels: int = setting(40, "log-mel bands: 40 or 200 in the paper", flag="mels",
+                          default_text="the front end's, 40 for dcase2019, 256 for dcase2024")
+    #: Shorthands for ``loss_options["alpha"]`` / ``["gamma"]``, folded into them by resolved().
+    alpha: float | None = setting(None, "triplet margin α, short for --loss-opt alpha=X", default_text="0.2, triplet losses only")
+    gamma: float | None = setting(None, "triplet weight γ, short for --loss-opt gamma=X", default_text="10, triplet losses only")
+    epochs: int | None = setting(None, "epochs", group=HOW, default_text="from the preset")
+    batch_size: int | None = setting(None, "batch size", group=HOW, default_text="from the preset, 32")
+    lr: float | None = setting(None, "(peak) learning rate", group=HOW, default_text="from the preset, 0.001")
+    seed: int = setting(0, "random seed", group=HOW)
+    data: str = setting("synthetic", "dataset folder as distributed (its layout is detected and named), a manifest "
+                                     ".csv, or 'synthetic' for the embedded synthetic dataset", group=DATA)
     #: The dataset plugin; None = detected from ``data``. Filled in by :meth:`for_dataset`.
-    dataset: str | None = None
+    dataset: str | None = setting(None, "read --data with this dataset plugin instead of detecting the layout "
+                                        "(see `harness list --kind data`)", group=DATA, metavar="NAME")
     #: Options of the dataset plugin (``subset=esc10``); part of the run id.
-    data_options: dict[str, Any] = field(default_factory=dict)
+    data_options: dict[str, Any] = setting(help="dataset plugin option, repeatable (see `harness list --kind data`)",
+                                           flag="data-opt", group=DATA, factory=dict, action="append", metavar="KEY=VALUE")
     #: Dataset plugin options that are locations (``splits=DIR``): filled in by :meth:`for_dataset`
     #: from ``Dataset.paths``; not hashed (the files' contents are in the dataset identity).
     data_paths: dict[str, str] = field(default_factory=dict)
     #: None = the dataset's default protocol (fold1 on TAU, fold:1 on cross-validation data).
-    split: str | None = None
-    unseen: str = "official"
-    device: str = "auto"
+    split: str | None = setting(None, "the dataset's official holdout (fold1 on TAU), fold:K on cross-validation data "
+                                      "(ESC-50, UrbanSound8K), leave-one-domain-out:DOMAIN (leave-one-city-out:CITY), or "
+                                      "loco:DOMAIN (one fold of the leave-one-domain-out protocol, scored on every clip "
+                                      "of the held-out domain)", group=DATA, default_text="the dataset's default: fold1, or fold:1")
+    unseen: str = setting("official", "unseen-domain clips: official = those in the official test split; all = plus the "
+                                      "unseen-domain clips in no split (TAU 2019: 410 vs 1,440 clips of the unseen city, "
+                                      "the paper's protocol)", group=DATA, choices=["official", "all"])
+    device: str = setting("auto", "auto | cpu | cuda | cuda:N (auto = GPU if present)", group=HOW)
     #: fp32 | bf16 | auto (``harness.precision``); resolved to fp32 or bf16 by ``resolved()``.
-    precision: str = "auto"
+    precision: str = setting("auto", "fp32, or bf16 autocast (loss and optimiser state stay fp32); auto = bf16 where the "
+                                     "device has native bf16 and it was measured faster, else fp32 (`harness env` shows "
+                                     "the choice)", group=HOW, choices=["fp32", "bf16", "auto"])
     precision_reason: str = ""
-    preset: str = "quick"
-    score_last: int | None = None  # score = mean accuracy of the last N epochs (preset: 10 paper, 5 quick)
+    preset: str = setting("quick", "paper: Adam lr 0.001 constant, 200 epochs, batch 32, score = mean of the last 10 epochs; "
+                                   "quick: 30 epochs, score = mean of the last 5; dcase2024: the DCASE 2024 Task 1 baseline "
+                                   "recipe (AdamW wd 1e-4, lr 0.005, 4 warm-up epochs + cosine, batch 256, 150 epochs, "
+                                   "freq-mixstyle p 0.4 α 0.3, roll 0.1 s, one frequency mask)", group=HOW,
+                          choices=sorted(PRESETS))
+    #: Score = mean accuracy of the last N epochs (preset: 10 paper, 5 quick).
+    score_last: int | None = setting(None, "score = mean accuracy over the last N epochs", group=HOW,
+                                     default_text=f"from the preset: {PRESETS['paper']['score_last']} for paper, as the "
+                                                  f"paper; {PRESETS['quick']['score_last']} for quick")
     #: Shorthand for ``aug_options["mixup"]["alpha"]``; folded into it by resolved().
-    mixup_alpha: float | None = None
-    optimizer: str | None = None  # adam | adamw | sgd (torch.optim; sgd with momentum 0.9)
-    weight_decay: float | None = None
-    schedule: str | None = None  # constant | cosine | step, stepped every batch
-    warmup_epochs: float | None = None  # linear warm-up from lr / warm-up steps to lr
+    mixup_alpha: float | None = setting(None, "mixup Beta(α, α) parameter, short for --aug-opt mixup.alpha=X",
+                                        default_text="0.4")
+    optimizer: str | None = setting(None, "torch optimiser; sgd uses momentum 0.9", group=HOW, choices=OPTIMIZERS,
+                                    default_text="from the preset, adam")
+    weight_decay: float | None = setting(None, "weight decay (decoupled for adamw)", group=HOW, default_text="from the preset, 0")
+    schedule: str | None = setting(None, "learning-rate schedule, stepped every batch: constant, cosine (to 0 at the end), "
+                                         "step (×0.1 at 1/2 and 3/4 of the run)", group=HOW, choices=SCHEDULES,
+                                   default_text="from the preset, constant")
+    warmup_epochs: float | None = setting(None, "linear warm-up to --lr over this many epochs, before the schedule",
+                                          group=HOW, default_text="from the preset, 0")
     #: Per-augmentation options, {name: {option: value}} (``--aug-opt NAME.KEY=VALUE``), typed and
     #: completed with each plugin's declared defaults by resolved().
-    aug_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    dir_irs: str | None = None  # folder of device impulse responses (None: the generated set)
+    aug_options: dict[str, dict[str, Any]] = setting(
+        help="augmentation option, repeatable, e.g. freq-mixstyle.p=0.5, dir.p=0.6, roll.max_s=0.2, mixup.alpha=0.4; "
+             "typed from the augmentation's declaration (see `harness list`)", flag="aug-opt", factory=dict,
+        action="append", metavar="NAME.KEY=VALUE")
+    dir_irs: str | None = setting(None, "folder of device impulse-response WAVs (any rate and length) for --aug dir",
+                                  default_text="a generated set of microphone-like EQs", metavar="DIR")
     #: Runs whose logits on the training clips are distilled into this one (``--teacher``): run ids,
     #: or ``best:ARCH`` (the best complete stored run of ARCH on the same dataset and split), which
     #: :func:`harness.runner.teacher.resolve_teachers` replaces by its run id before the run is hashed.
-    teachers: list[str] = field(default_factory=list)
+    teachers: list[str] = setting(help="stored run to distil from with --loss kd / kd-triplet-city (best:ARCH = the best "
+                                       "complete stored ARCH run on this dataset and split); repeat for an ensemble "
+                                       "(mean of the teachers' logits)", flag="teacher", factory=list, action="append",
+                                  metavar="RUN_ID")
     #: "evaluate" scores on the test side of ``split``; "validation" on an inner validation
     #: split carved from train by location (what tuning uses: evaluate labels are never read).
     evaluate_on: str = "evaluate"
     val_fraction: float = 0.2
     hold_out_domain: str | None = None
     #: The named front end (``harness.features.logmel.FEATURE_PRESETS``); ``n_mels`` overrides its bands.
-    features: str = "dcase2019"
-    arch_options: dict[str, Any] = field(default_factory=dict)
-    loss_options: dict[str, Any] = field(default_factory=dict)
+    features: str = setting("dcase2019", "front end: dcase2019 = the paper's (40 ms Hamming, 20 ms hop, magnitude, "
+                                         "channels kept); dcase2024 = the DCASE 2024 Task 1 baseline's (32 kHz, 4096-point "
+                                         "FFT, 3072-sample window, 500-sample hop, 256 mels, power, mono)",
+                            choices=sorted(FEATURE_PRESETS))
+    arch_options: dict[str, Any] = setting(help="architecture option, repeatable (see `harness list`)", flag="arch-opt",
+                                           factory=dict, action="append", metavar="KEY=VALUE")
+    loss_options: dict[str, Any] = setting(help="loss option, repeatable, e.g. normalize=false, band_weight=0.5; values "
+                                                "are typed from the loss's declaration (see `harness list`)",
+                                           flag="loss-opt", factory=dict, action="append", metavar="KEY=VALUE")
     #: Filled in by :meth:`for_dataset`: the dataset's identity hash (the audio, not its path) and the
     #: audio format its clips are converted to (rate, channels, length, pad rule).
     dataset_identity: str = ""

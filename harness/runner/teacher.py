@@ -90,7 +90,7 @@ def _stored(path: Path) -> dict[str, np.ndarray]:
 @torch.no_grad()
 def _compute(ds, tcfg: RunConfig, folder: Path, rows: np.ndarray, device: torch.device, batch: int = 64) -> np.ndarray:
     """The teacher's logits on ``rows`` of ``ds``, from its checkpoint and its own feature setting."""
-    from harness.runner.train import build_rows
+    from harness.runner.rows import build_rows
 
     feats = load_features(ds, tcfg.feature_config(), progress=False)
     train_rows, _ = build_rows(ds, tcfg)
@@ -119,7 +119,7 @@ def teacher_logits(store: ResultsStore, run_id: str, ds, cfg: RunConfig, student
     if (tcfg.dataset and tcfg.dataset != cfg.dataset) or dict(tcfg.data_options) != dict(cfg.data_options):
         raise ConfigError(f"--teacher {run_id} read the dataset as {tcfg.dataset} {tcfg.data_options}, the student as "
                           f"{cfg.dataset} {cfg.data_options}: a teacher must see the same clips and classes")
-    from harness.runner.train import build_rows
+    from harness.runner.rows import build_rows
 
     names = ds.clips["filename"].to_numpy().astype(str)
     seen = np.intersect1d(build_rows(ds, tcfg)[0], student_scored)

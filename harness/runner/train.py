@@ -9,10 +9,8 @@ complete epoch and ends with exactly the metrics of an uninterrupted run (on the
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -25,9 +23,8 @@ from tqdm import tqdm
 from harness.atomic import atomic_path, write_json
 from harness.augmentation import AugmentContext
 from harness.data.registry import open_dataset
-from harness.data.splits import inner_validation, make_split
 from harness.complexity import measure_per_second
-from harness.errors import ConfigError, DataError, HarnessError, StorageError, Terminated, TrainingError
+from harness.errors import ConfigError, HarnessError, StorageError, Terminated, TrainingError
 from harness.features.cache import load_features
 from harness.features.logmel import band_stats
 from harness.metrics import Predictions, compute, window_scores
@@ -42,6 +39,7 @@ from harness.runner.contract import FILE as PREPROCESSING_FILE
 from harness.runner.contract import Preprocessing
 from harness.runner.environment import environment_record, resolve_device
 from harness.runner.optim import build_optimizer, build_scheduler
+from harness.runner.rows import build_rows, check_rows, domains_label
 from harness.runner.teacher import ensemble_logits, resolve_teachers
 from harness.sampling import PairedBatchSampler
 
@@ -62,17 +60,6 @@ class Tracker(Protocol):
     def start(self, run_dir: Path, record: dict[str, Any], history: list[dict[str, Any]]) -> None: ...
     def log_epoch(self, epoch: int, row: dict[str, Any]) -> None: ...
     def finish(self, status: str, summary: dict[str, Any]) -> None: ...
-
-
-@dataclass
-class EvalSet:
-    """The rows a run is scored on, with their masks (official evaluate rows, unseen-domain rows)."""
-
-    rows: np.ndarray
-    official: np.ndarray
-    unseen: np.ndarray
-    unseen_domains: tuple[str, ...]
-    protocol: str
 
 
 _ALLOCATOR_TUNED = False
@@ -109,41 +96,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def build_rows(ds, cfg: RunConfig) -> tuple[np.ndarray, EvalSet]:
-    """Training rows and the scored rows, for the test split or an inner validation split."""
-    split = make_split(ds, cfg.split, unseen=cfg.unseen)
-    if cfg.evaluate_on == "validation":
-        inner = inner_validation(ds, split.train, fraction=cfg.val_fraction, seed=cfg.seed,
-                                 hold_out_domain=cfg.hold_out_domain)
-        held = (inner.held_out_domain,) if inner.held_out_domain else ()
-        val = np.asarray(inner.val)
-        unseen_mask = ds.domains[val] == inner.held_out_domain if held else np.zeros(len(val), bool)
-        return np.asarray(inner.train), EvalSet(val, np.ones(len(val), bool), unseen_mask, held, "validation")
-    rows = np.asarray(split.evaluate)
-    official = np.isin(rows, split.official_evaluate)
-    unseen = np.isin(rows, split.unseen)
-    return np.asarray(split.train), EvalSet(rows, official, unseen, tuple(split.unseen_domains), split.unseen_protocol)
-
-
-def domains_label(domains: tuple[str, ...], kind: str, limit: int = 12) -> str:
-    """The unseen domains as one short field: their names, or their count when there are many."""
-    if len(domains) <= limit:
-        return ",".join(domains)
-    return f"{len(domains)} {kind}s"
-
-
-def check_rows(ds, cfg: RunConfig, train: np.ndarray, ev: EvalSet) -> None:
-    """Refuse a dataset that cannot serve the split, before any training."""
-    missing = sorted(set(range(len(ds.classes))) - set(ds.labels[train].tolist()))
-    if missing:
-        raise DataError(f"split {cfg.split!r} leaves class {ds.classes[missing[0]]!r} with no training clip (empty class)", ds.root)
-    if not ev.official.any():
-        raise DataError(f"split {cfg.split!r} has no clip to score on", ds.root)
-    if cfg.evaluate_on == "evaluate" and ds.protocols.holdout and ds.has_domains and not ev.unseen.any():
-        raise DataError(f"split {cfg.split!r} has no unseen {ds.domain_kind} in evaluate: every evaluate "
-                        f"{ds.domain_kind} also appears in train", ds.root)
 
 
 class Trainer:

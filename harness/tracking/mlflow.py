@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from harness.errors import ConfigError
-from harness.tracking import epoch_scalars, flat_config, summary_scalars
+from harness.tracking.values import epoch_scalars, flat_config, summary_scalars
 
 #: MLflow's end states for the runner's statuses.
 STATUS = {"complete": "FINISHED", "failed": "FAILED", "stopped": "KILLED"}

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
-from harness.tracking import confusion_figure, epoch_scalars, flat_config, summary_scalars
+from harness.tracking.values import confusion_figure, epoch_scalars, flat_config, summary_scalars
 
 
 def check_installed() -> None:

@@ -1,1 +1,1 @@
-"""Optuna studies over α, γ (and lr): storage, objective, search, report. See ``harness.tune``."""
+"""Optuna studies over α, γ (and lr): storage, objective, search, report. ``harness tune`` drives them."""

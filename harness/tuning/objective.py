@@ -23,6 +23,12 @@ from harness.tuning.interrupt import INTERRUPTS
 from harness.tuning.space import SearchSpace
 from harness.tuning.storage import worker_attrs
 
+#: Tuning defaults: shorter runs than ``quick`` (30 epochs), scored on their last epochs, so the
+#: default 50-trial search fits the time benchmarks/tune.py measures against.
+TUNE_EPOCHS = 8
+TUNE_SCORE_LAST = 3
+TUNE_LOSS = "triplet-city"
+
 #: ``--objective`` → the per-epoch metric (``harness.metrics``) it maximises; its trial value is
 #: the metric's mean over the scoring window (``summary["scores"]``).
 OBJECTIVES = {"overall": "acc", "unseen": "unseen_acc", "macro": "macro_acc", "unseen-macro": "unseen_macro_acc"}

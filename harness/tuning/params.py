@@ -1,9 +1,10 @@
-"""``harness run --params-from STUDY``: train with the best trial's α, γ (and lr)."""
+"""The best trial's α, γ (and lr) put to use: ``harness run --params-from STUDY`` and ``harness tune --final``."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
@@ -12,7 +13,7 @@ from optuna.trial import TrialState
 from harness.errors import ConfigError
 from harness.runner.config import RunConfig
 from harness.tuning.storage import JOURNAL_NAME, is_url, open_storage, redact
-from harness.tuning.study import study_dir
+from harness.tuning.study import TuneSpec, open_study, study_dir
 
 
 def locate_study(ref: str, results_dir: str | Path) -> tuple[BaseStorage, str]:
@@ -59,3 +60,15 @@ def apply_best(loaded: optuna.Study, cfg: RunConfig) -> RunConfig:
     if tuned_loss and tuned_loss != cfg.loss:
         raise ConfigError(f"study {name!r} tuned --loss {tuned_loss}, but this run uses --loss {cfg.loss}; pass --loss {tuned_loss}")
     return replace(cfg, **loaded.best_trial.params)
+
+
+def final_run(spec: TuneSpec, *, progress: bool = True) -> dict[str, Any]:
+    """Re-train the best setting on the whole training split and score it on the evaluate split.
+
+    The only place in tuning where evaluate labels are read."""
+    from harness.runner.train import run
+
+    cfg = apply_best(open_study(spec), spec.base)
+    cfg = replace(cfg, evaluate_on="evaluate", hold_out_domain=None)
+    tracker = spec.track.with_tags(**{"harness.final": "true"}).build() if spec.track else None
+    return run(cfg, Path(spec.results), progress=progress, tracker=tracker)

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from harness.errors import ConfigError, HarnessError
 from harness.progress import progress as progress_bar
-from harness.report.variants import Variant
+from harness.grids.variants import Variant
 from harness.results.store import ResultsStore
 from harness.runner.config import RunConfig
 
