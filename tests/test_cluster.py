@@ -123,3 +123,28 @@ def test_tune_trial_workers_as_ray_tasks_share_one_study(tiny_synth: Path, tmp_p
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials) == 2
     index = pd.read_csv(results / "index.csv")
     assert len(index) == 2 and index["run_id"].is_unique
+
+
+def test_slurm_requeues_a_preempted_task_and_the_run_resumes(tiny_synth: Path, tmp_path: Path, slurm_conf: str) -> None:
+    """SLURM's warning signal (``--signal=USR2``, sent before the time limit and on preemption):
+    submitit requeues the array task and the run goes on from its last epoch, in one submission."""
+    env = {**os.environ, "SLURM_CONF": slurm_conf}
+    results = tmp_path / "results"
+    argv = grid_argv(tiny_synth, results, "--launcher", "slurm", "--slurm-cpus-per-task", "1", "--variants", "FCNN")
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while not list((results / "runs").glob("*/epochs.csv")):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[0]
+        time.sleep(0.05)
+    run = next((results / "runs").glob("*/epochs.csv")).parent
+    before = pd.read_csv(run / "epochs.csv")
+    jobs = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-n", "harness-grid"], env=env, capture_output=True,
+                          text=True, check=True).stdout.split()
+    subprocess.run(["scancel", "--signal=USR2", *jobs], env=env, check=True)
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0, out
+    logs = "".join(p.read_text() for p in (results / "slurm").glob("*/*_log.err"))
+    assert "this job is preempted" in logs and "DUE TO JOB REQUEUE" in logs, logs
+    index = pd.read_csv(results / "index.csv")
+    assert len(index) == 1 and (index["status"] == "complete").all()
+    pd.testing.assert_frame_equal(pd.read_csv(run / "epochs.csv").iloc[:1], before)
