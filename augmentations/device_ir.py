@@ -18,6 +18,7 @@ from harness.data.irs import generated_irs, load_irs, mel_log_gains
 from harness.errors import ConfigError
 from harness.features.logmel import LogMelExtractor
 from harness.registry import register_augmentation
+from harness.transfer import to_device
 
 
 class DeviceIR(Augmentation):
@@ -35,9 +36,9 @@ class DeviceIR(Augmentation):
         b = x.shape[0]
         use = torch.rand(b) < self.p
         pick = torch.randint(0, self.shift.shape[0], (b,))
-        if not bool(use.any()):
+        if not bool(use.any()):  # drawn on the host: no device to wait for
             return x, y
-        add = self.shift[pick.to(self.shift.device)] * use.to(x.device, x.dtype).view(b, 1, 1, 1)
+        add = self.shift[to_device(pick, self.shift.device)] * to_device(use, x.device).to(x.dtype).view(b, 1, 1, 1)
         return x + add, y
 
 

@@ -17,6 +17,7 @@ import torch
 from harness.augmentation import AugmentContext, Augmentation
 from harness.errors import ConfigError
 from harness.registry import register_augmentation
+from harness.transfer import to_device
 
 EPS = 1e-6
 
@@ -46,8 +47,8 @@ class FreqMixStyle(Augmentation):
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if float(torch.rand(())) >= self.p:
             return x, y
-        lam = self._beta.sample((x.shape[0],)).to(x.device)
-        perm = torch.randperm(x.shape[0]).to(x.device)
+        lam = to_device(self._beta.sample((x.shape[0],)), x.device)
+        perm = to_device(torch.randperm(x.shape[0]), x.device)
         return mix_band_statistics(x, lam, perm), y
 
 

@@ -12,12 +12,13 @@ import torch
 from harness.augmentation import AugmentContext, Augmentation
 from harness.errors import ConfigError
 from harness.registry import register_augmentation
+from harness.transfer import to_device
 
 
 def roll_frames(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
     """Clip i rolled by ``shifts[i]`` frames along the last axis (``torch.roll`` per clip, in one gather)."""
     n = x.shape[-1]
-    idx = (torch.arange(n, device=x.device)[None, :] - shifts.to(x.device)[:, None]) % n  # (B, T)
+    idx = (torch.arange(n, device=x.device)[None, :] - to_device(shifts, x.device)[:, None]) % n  # (B, T)
     return torch.gather(x, -1, idx.view(x.shape[0], *([1] * (x.dim() - 2)), n).expand_as(x))
 
 

@@ -67,8 +67,22 @@ class TripletLoss(ASCLoss):
 
     def select(self, target: torch.Tensor, domain: torch.Tensor,
                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Positive and negative index for every anchor; error if a batch cannot supply them."""
+        """Positive and negative index for every anchor; error if a batch cannot supply them.
+
+        The readable check needs the masks on the host: on the CPU that is free, on a GPU it would
+        stall every step, so there the check runs on the device (``torch._assert_async``: a failure
+        surfaces at the epoch's read-back). The runner's PairedBatchSampler never fails it."""
         pos_mask, neg_mask = candidate_masks(target, domain, self.cross_domain)
+        if target.device.type == "cpu":
+            self.check(pos_mask, neg_mask, target, domain)
+        else:
+            torch._assert_async(pos_mask.any(1).all() & neg_mask.any(1).all(),
+                                f"{self.name}: an anchor of the batch has no positive or negative; train with the "
+                                f"PairedBatchSampler (pairing={self.pairing!r})")
+        return draw(pos_mask, generator), draw(neg_mask, generator)
+
+    def check(self, pos_mask: torch.Tensor, neg_mask: torch.Tensor, target: torch.Tensor, domain: torch.Tensor) -> None:
+        """Raise a one-line ConfigError naming the first anchor without a positive or a negative."""
         for mask, what in ((pos_mask, "positive (same scene" + (", other domain)" if self.cross_domain else ")")),
                            (neg_mask, "negative (other scene)")):
             missing = (~mask.any(1)).nonzero()
@@ -77,7 +91,6 @@ class TripletLoss(ASCLoss):
                 raise ConfigError(
                     f"{self.name}: anchor {i} of the batch (scene {int(target[i])}, domain {int(domain[i])}) has no "
                     f"{what}; train with the PairedBatchSampler (pairing={self.pairing!r})")
-        return draw(pos_mask, generator), draw(neg_mask, generator)
 
     def forward(self, out: ModelOutput, target: torch.Tensor, domain: torch.Tensor,
                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:

@@ -65,3 +65,42 @@ def test_dpbf16_loops_match_a_reference():
         np.testing.assert_allclose(s32, want, rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(s16, want, rtol=0, atol=3e-2 * np.abs(want).max())
         assert not np.array_equal(s16, s32)  # the bf16 loop really rounds
+
+
+def test_gpu_check_without_cuda_says_so_and_exits_0(tmp_path):
+    """``bash benchmarks/gpu_check.sh`` on a machine without CUDA: one line, exit 0, nothing written."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHON": sys.executable,
+           "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--out", str(tmp_path)], cwd=root, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines() == [
+        "gpu_check: no CUDA device here (torch.cuda.is_available() is False); nothing measured"]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_gpu_check_parts_run_on_the_cpu(tmp_path):
+    """The check script's parts, end to end with small settings on the CPU (``--device cpu``): every part
+    measured or refused with its reason, and the report written."""
+    import json
+
+    from benchmarks import gpu_check
+
+    argv = ["--device", "cpu", "--budget", "600", "--archs", "fcnn", "--mels", "40", "--precisions", "fp32,fp16",
+            "--batch-size", "8", "--steps", "2", "--frames", "50", "--seconds", "0.2", "--packing", "1,2",
+            "--pack-seconds", "2", "--grid-epochs", "1", "--grid-variants", "FCNN", "--out", str(tmp_path)]
+    assert gpu_check.main(argv) == 0
+    rec = json.loads((tmp_path / "gpu-cpu.json").read_text())
+    fp32, fp16 = rec["speed"]
+    assert fp32["train_clips_s"] > 0 and fp32["eval_clips_s"] > 0
+    assert fp16["error"].startswith("--precision fp16 trains on CUDA only")
+    assert [r["runs"] for r in rec["packing"]] == [1, 2] and all(r["total_clips_s"] > 0 for r in rec["packing"])
+    assert rec["targets"]["packing_gain"] == rec["packing"][1]["vs_one"]
+    assert rec["grid"]["exit"] == 0 and rec["grid"]["runs_complete"] == 2 and rec["grid"]["table_exit"] == 0
+    assert "## Packing FCNN-40" in (tmp_path / "gpu-cpu.md").read_text()

@@ -39,8 +39,8 @@ def test_precision_is_part_of_the_run_id_and_fp32_ids_are_unchanged(monkeypatch:
     auto = RunConfig(device="cpu").resolved()
     assert (auto.precision, auto.run_id()) == ("fp32", fp32.run_id())
     assert auto.precision_reason == "auto: no native bf16 on this CPU"
-    with pytest.raises(ConfigError, match="--precision must be one of fp32, bf16, auto, got 'fp16'"):
-        RunConfig(device="cpu", precision="fp16").resolved()
+    with pytest.raises(ConfigError, match="--precision must be one of fp32, bf16, fp16, auto, got 'fp8'"):
+        RunConfig(device="cpu", precision="fp8").resolved()
 
 
 def test_cli_rejects_an_unknown_precision(capsys) -> None:

@@ -13,6 +13,7 @@ from harness.flags import add_run_options, open_data
 from harness.grids.file import dump_grid, read_grid, variant_configs
 from harness.launchers.options import add_launcher_options, launcher_from_args
 from harness.options import number_type
+from harness.packing import jobs_type
 from harness.paths import results_dir
 
 
@@ -28,7 +29,8 @@ def _ints(text: str) -> list[int]:
 
 def cmd_grid(args: argparse.Namespace) -> int:
     from harness.data.splits import LOCO, loco_specs
-    from harness.grids.run import bind_teachers, fold_splits, grid_points, pending, run_distributed, run_local, select_variants
+    from harness.grids.run import (bind_teachers, fold_splits, grid_points, pending, run_distributed, run_local,
+                                   select_variants, worker_plan)
     from harness.launchers.grid import collect, grid_tasks
     from harness.results.store import ResultsStore
 
@@ -39,9 +41,9 @@ def cmd_grid(args: argparse.Namespace) -> int:
         return 0
     if args.table == "2":
         raise ConfigError("--table 2 needs no training: run `harness table --table 2`")
-    if args.jobs < 1:
+    if args.jobs != "auto" and args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
-    launcher = launcher_from_args(args, jobs=args.jobs, job_name="harness-grid")
+    launcher = launcher_from_args(args, job_name="harness-grid")
     if args.storage and launcher.name != "local":
         raise ConfigError(f"--storage shares a grid between workers started by hand; --launcher {launcher.name} "
                           "starts the workers itself: give one of them")
@@ -88,18 +90,23 @@ def cmd_grid(args: argparse.Namespace) -> int:
     # extracting the same features side by side.
     from harness.features.cache import load_features
 
+    sizes = {}  # (dataset, features) → what --jobs auto needs to estimate a run's GPU memory
     for ds in datasets:  # subsets of one dataset share the cache: extracted for the first, then cache hits
         wanted = {p.cfg.feature_config() for p in (points if args.storage else todo) if p.cfg.dataset_identity == ds.identity}
         for features in sorted(wanted, key=repr):
-            load_features(ds, features, progress=not args.no_progress)
+            feats = load_features(ds, features, progress=not args.no_progress)
+            sizes[(ds.identity, features)] = (feats.nbytes, tuple(feats.shape[1:]), len(ds.classes))
     if args.storage:
         n = run_distributed(points, store.root, args.storage, progress=not args.no_progress)
         print(f"grid study has {n} trials; this worker found no more grid points")
         return 0
+    plan = worker_plan(todo, args.jobs, sizes) if launcher.name == "local" else None
+    if todo and plan and args.jobs == "auto":
+        print(f"grid: {plan.jobs} worker(s) ({plan.why})", flush=True)
 
     def launch(todo: list) -> list:
         if launcher.name == "local":
-            return run_local(todo, store.root, jobs=args.jobs, progress=not args.no_progress)
+            return run_local(todo, store.root, progress=not args.no_progress, plan=plan)
         return collect(launcher.run(grid_tasks(todo, store.root), store.root, progress=not args.no_progress), store)
 
     summaries = launch(todo)
@@ -144,7 +151,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     helps={"device": "auto | cpu | cuda | cuda:N; auto spreads jobs over all GPUs (default: auto)"})
     p.add_argument("--folds", metavar="all|K,K", help="cross-validation data: run every configuration on these folds "
                                                     "(--split fold:K each); `harness table` pools them (mean ± std over folds)")
-    p.add_argument("--jobs", type=number_type(integer=True, minimum=1), default=1, help="runs at once on this machine (default: 1)")
+    p.add_argument("--jobs", type=jobs_type, default=1,
+                   help="runs at once on this machine, each in its own process; auto = as many as fit: on a GPU from its "
+                        "free memory and each run's estimated footprint, spread over the GPUs with --device auto "
+                        "(docs/gpu.md); on a CPU 2 (default: 1)")
     p.add_argument("--storage", help="Optuna RDB URL (e.g. postgresql://user@host/db) shared by workers on several machines")
     p.add_argument("--dry-run", action="store_true", help="list the runs that would be trained, train nothing")
     add_launcher_options(p)

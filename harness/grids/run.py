@@ -1,7 +1,8 @@
 """``harness grid``: train every Table 1 configuration that is not stored yet.
 
-Locally, runs go to a pool of worker processes (``--jobs``; several small runs share one GPU,
-or one per GPU when there are several), each with its share of the CPU threads. Across
+Locally, runs go to a pool of worker processes (``--jobs N|auto``; several small runs share one
+GPU, spread over the GPUs when there are several: :mod:`harness.packing`), each with its share of
+the CPU threads and its own device. Across
 machines, the queue is an Optuna study with a ``GridSampler`` over the run ids in a shared
 RDB storage (``--storage postgresql://…``): every worker asks the study for the next grid
 point nobody has taken, and heartbeats hand a dead worker's run to another. Runs are
@@ -12,7 +13,7 @@ a point that two workers happen to take, or that a killed worker left, costs not
 from __future__ import annotations
 
 import hashlib
-import os
+import json
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
@@ -24,6 +25,7 @@ import torch
 from tqdm import tqdm
 
 from harness.errors import ConfigError, HarnessError
+from harness.packing import AUTO, Plan, activation_bytes, gpus_for, plan_workers, run_bytes
 from harness.progress import progress as progress_bar
 from harness.grids.variants import Variant
 from harness.results.store import ResultsStore
@@ -68,38 +70,49 @@ def pending(points: list[GridPoint], store: ResultsStore) -> list[GridPoint]:
     return [p for p in points if (store.summary(p.run_id) or {}).get("status") != "complete"]
 
 
-def _init_worker(threads: int) -> None:
+#: The device this worker process trains on (from its plan slot; None: the run's own setting).
+_WORKER_DEVICE: str | None = None
+
+
+def _init_worker(threads: int, slots: Any = None) -> None:
+    global _WORKER_DEVICE
     torch.set_num_threads(threads)
+    if slots is not None:
+        import queue
+
+        try:
+            _WORKER_DEVICE = slots.get_nowait()
+        except queue.Empty:  # more processes than slots (a replaced worker): the run's own device
+            _WORKER_DEVICE = None
 
 
 def _run_one(cfg: RunConfig, results: str) -> dict[str, Any]:
     from harness.runner.train import run
 
+    if _WORKER_DEVICE is not None:
+        cfg = replace(cfg, device=_WORKER_DEVICE)
     try:
         return run(cfg, results, progress=False)
     except HarnessError as exc:
         return {"run_id": cfg.run_id(), "status": "failed", "error": str(exc)}
 
 
-def devices_for(jobs: int, device: str) -> list[str]:
-    """One device string per job slot: spread over the GPUs when there are several."""
-    if device == "auto" and torch.cuda.is_available() and torch.cuda.device_count() > 1:
-        return [f"cuda:{i % torch.cuda.device_count()}" for i in range(jobs)]
-    return [device] * jobs
-
-
-def run_local(points: list[GridPoint], results: str | Path, *, jobs: int = 1, progress: bool = True) -> list[dict[str, Any]]:
-    """Run the points in ``jobs`` worker processes; failures are reported, not fatal."""
+def run_local(points: list[GridPoint], results: str | Path, *, jobs: int = 1, progress: bool = True,
+              plan: Plan | None = None) -> list[dict[str, Any]]:
+    """Run the points in ``jobs`` worker processes (or as ``plan`` says: :func:`worker_plan`), each
+    worker on its own device slot; failures are reported, not fatal."""
     if not points:
         return []
-    jobs = max(1, min(jobs, len(points)))
-    slots = devices_for(jobs, points[0].cfg.device)
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    plan = plan or plan_workers(jobs, points[0].cfg.device, len(points))
+    jobs = max(1, min(plan.jobs, len(points)))
+    ctx = get_context("spawn")
+    slots = ctx.Queue()
+    for slot in plan.slots[:jobs]:
+        slots.put(slot)
     out = []
     bar = progress_bar(total=len(points), desc="grid", unit="run", enabled=progress)
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(threads,)) as pool:
-        futures = {pool.submit(_run_one, replace(p.cfg, device=slots[i % jobs]), str(results)): p
-                   for i, p in enumerate(points)}
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(plan.threads, slots)) as pool:
+        futures = {pool.submit(_run_one, p.cfg, str(results)): p for p in points}
         for fut in as_completed(futures):
             point, summary = futures[fut], fut.result()
             out.append(summary)
@@ -111,6 +124,25 @@ def run_local(points: list[GridPoint], results: str | Path, *, jobs: int = 1, pr
             bar.update(1)
     bar.close()
     return out
+
+
+def worker_plan(points: list[GridPoint], jobs: int | str, sizes: dict[tuple[str, Any], tuple[int, tuple[int, ...], int]]) -> Plan:
+    """The workers for ``points``; ``sizes`` maps (dataset identity, feature config) to the feature
+    array's bytes, one clip's shape and the class count, for ``--jobs auto``'s memory estimate on CUDA."""
+    device = points[0].cfg.device if points else "cpu"
+    per_run = None
+    if jobs == AUTO and gpus_for(device) is not None:
+        per_run, done = 0, set()
+        for p in points:
+            key = (p.cfg.dataset_identity, p.cfg.feature_config())
+            what = json.dumps([repr(key), p.cfg.arch, p.cfg.batch_size, p.cfg.arch_options], sort_keys=True, default=str)
+            if what in done:
+                continue
+            done.add(what)
+            nbytes, shape, classes = sizes[key]
+            params, saved = activation_bytes(p.cfg.arch, p.cfg.arch_options, shape, classes, int(p.cfg.batch_size))
+            per_run = max(per_run, run_bytes(nbytes, params, saved))
+    return plan_workers(jobs, device, len(points), per_run=per_run)
 
 
 def grid_study_name(points: list[GridPoint]) -> str:

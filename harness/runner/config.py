@@ -118,10 +118,12 @@ class RunConfig:
                                       "unseen-domain clips in no split (TAU 2019: 410 vs 1,440 clips of the unseen city, "
                                       "the paper's protocol)", group=DATA, choices=["official", "all"])
     device: str = setting("auto", "auto | cpu | cuda | cuda:N (auto = GPU if present)", group=HOW)
-    #: fp32 | bf16 | auto (``harness.precision``); resolved to fp32 or bf16 by ``resolved()``.
-    precision: str = setting("auto", "fp32, or bf16 autocast (loss and optimiser state stay fp32); auto = bf16 where the "
-                                     "device has native bf16 and it was measured faster, else fp32 (`harness env` shows "
-                                     "the choice)", group=HOW, choices=["fp32", "bf16", "auto"])
+    #: fp32 | bf16 | fp16 | auto (``harness.precision``); resolved to fp32, bf16 or fp16 (CUDA) by ``resolved()``.
+    precision: str = setting("auto", "fp32, bf16 autocast (loss and optimiser state stay fp32), or fp16 autocast with "
+                                     "loss scaling (CUDA only); auto = bf16 where the device has native bf16 and it was "
+                                     "measured faster, fp16 on a GPU with fp16 tensor cores but no bf16, else fp32 "
+                                     "(`harness env` shows the choice; docs/gpu.md)", group=HOW,
+                             choices=["fp32", "bf16", "fp16", "auto"])
     precision_reason: str = ""
     preset: str = setting("quick", "paper: Adam lr 0.001 constant, 200 epochs, batch 32, score = mean of the last 10 epochs; "
                                    "quick: 30 epochs, score = mean of the last 5; dcase2024: the DCASE 2024 Task 1 baseline "

@@ -17,8 +17,12 @@ from torch.optim import lr_scheduler
 from harness.runner.config import RunConfig
 
 
-def build_optimizer(cfg: RunConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+def build_optimizer(cfg: RunConfig, params: Iterable[torch.nn.Parameter], *, fused: bool = False) -> torch.optim.Optimizer:
+    """``fused``: PyTorch's single-kernel CUDA implementation (``harness.runner.device``); the same
+    update up to float rounding."""
     kw = {"lr": cfg.lr, "weight_decay": cfg.weight_decay or 0.0}
+    if fused:
+        kw["fused"] = True
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, **kw)
     if cfg.optimizer == "sgd":

@@ -29,7 +29,8 @@ from harness.features.cache import load_features
 from harness.features.logmel import band_stats
 from harness.registry import create_architecture
 from harness.results.store import ResultsStore, file_lock, save_npz
-from harness.runner.config import RunConfig
+from harness.runner.config import RunConfig, implementation_options
+from harness.runner.device import arch_options_for
 
 LOGITS_FILE = "teacher_logits.npz"
 BEST = "best:"
@@ -95,8 +96,9 @@ def _compute(ds, tcfg: RunConfig, folder: Path, rows: np.ndarray, device: torch.
     feats = load_features(ds, tcfg.feature_config(), progress=False)
     train_rows, _ = build_rows(ds, tcfg)
     mean, std = (torch.as_tensor(a, dtype=torch.float32, device=device) for a in band_stats(feats, np.sort(train_rows)))
+    options, _ = arch_options_for(tcfg.arch_options, implementation_options(tcfg.arch), device)
     model = create_architecture(tcfg.arch, n_mels=tcfg.n_mels, n_frames=feats.shape[-1], in_channels=feats.shape[1],
-                                n_classes=len(ds.classes), **tcfg.arch_options).to(device)
+                                n_classes=len(ds.classes), **options).to(device)
     state = torch.load(folder / "checkpoint.pt", map_location=device, weights_only=False)
     model.load_state_dict(state["model"])
     model.eval()

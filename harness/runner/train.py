@@ -4,11 +4,16 @@ Every epoch's randomness (batch order, dropout, augmentation) is a pure function
 ``(seed, epoch)``: the runner reseeds all RNGs at each epoch start. With a checkpoint
 written atomically after every epoch, a run killed at any point resumes from its last
 complete epoch and ends with exactly the metrics of an uninterrupted run (on the CPU).
+
+The step loop never waits for the device: a batch's indices come from one upload per epoch, the
+loss terms are summed on the device and read back once, at the epoch's end (where a non-finite
+term stops the run). On a GPU the host can therefore queue steps ahead of the kernels.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from pathlib import Path
@@ -28,20 +33,22 @@ from harness.errors import ConfigError, HarnessError, StorageError, Terminated, 
 from harness.features.cache import load_features
 from harness.features.logmel import band_stats
 from harness.metrics import Predictions, compute, window_scores
-from harness.model import ModelOutput, count_parameters, implementation
-from harness.precision import autocast
+from harness.model import ModelOutput, count_parameters
+from harness.precision import autocast, grad_scaler
 from harness.progress import progress
 from harness.registry import create_architecture, create_loss
 from harness.results.store import LOCK_FILE, ResultsStore, file_lock, save_npz
 from harness.runner.augment import BatchAugment
-from harness.runner.config import RunConfig
+from harness.runner.config import RunConfig, implementation_options
 from harness.runner.contract import FILE as PREPROCESSING_FILE
 from harness.runner.contract import Preprocessing
+from harness.runner.device import arch_options_for, fused_optimizer, implementation_record, summary_fields
 from harness.runner.environment import environment_record, resolve_device
 from harness.runner.optim import build_optimizer, build_scheduler
 from harness.runner.rows import build_rows, check_rows, domains_label
 from harness.runner.teacher import ensemble_logits, resolve_teachers
 from harness.sampling import PairedBatchSampler
+from harness.transfer import to_device, upload_rows
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -137,8 +144,8 @@ class Trainer:
         self.mean = torch.as_tensor(mean, dtype=torch.float32, device=self.device)
         self.std = torch.as_tensor(std, dtype=torch.float32, device=self.device)
         # Features stay float16 and resident on the training device; batches are gathered there.
-        self.x_train = torch.from_numpy(np.ascontiguousarray(feats[self.train_rows])).to(self.device)
-        self.x_eval = torch.from_numpy(np.ascontiguousarray(feats[self.ev.rows])).to(self.device)
+        self.x_train = upload_rows(feats, self.train_rows, self.device)
+        self.x_eval = upload_rows(feats, self.ev.rows, self.device)
         self.labels = ds.labels
         self.domain_names = ds.domains
         codes, self.domain_vocab = pd.factorize(ds.clips["domain"])
@@ -155,9 +162,11 @@ class Trainer:
     def build(self) -> None:
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
+        options, why = arch_options_for(cfg.arch_options, implementation_options(cfg.arch), self.device)
         self.model: nn.Module = create_architecture(
             cfg.arch, n_mels=cfg.n_mels, n_frames=self.n_frames, in_channels=self.x_train.shape[1],
-            n_classes=len(self.ds.classes), **cfg.arch_options).to(self.device)
+            n_classes=len(self.ds.classes), **options).to(self.device)
+        self.impl_why = why
         self.loss_fn = create_loss(cfg.loss, **cfg.loss_options)
         ctx = AugmentContext(n_classes=len(self.ds.classes), n_mels=cfg.n_mels, n_frames=self.n_frames,
                              sample_rate=self.ds.audio.sample_rate, features=self.features, mean=self.mean, std=self.std,
@@ -167,7 +176,8 @@ class Trainer:
             raise ConfigError(
                 f"--aug {cfg.aug} cannot be combined with --loss {cfg.loss}: mixup makes labels "
                 "non-discrete, so no triplet has a well-defined same-scene positive (paper, §4.3)")
-        self.optimizer = build_optimizer(cfg, self.model.parameters())
+        self.optimizer = build_optimizer(cfg, self.model.parameters(), fused=fused_optimizer(self.device))
+        self.scaler = grad_scaler(cfg.precision, self.device)
         pairing = getattr(self.loss_fn, "pairing", None)
         self.sampler = (
             PairedBatchSampler(self.labels[self.train_rows], self.domain_codes[self.train_rows], cfg.batch_size,
@@ -195,20 +205,36 @@ class Trainer:
     def autocast(self):
         return autocast(self.cfg.precision, self.device)
 
+    def implementation(self) -> dict[str, Any]:
+        """What the model computes with on this device, and why (``config.json``)."""
+        return implementation_record(self.model, self.device, getattr(self, "impl_why", None))
+
     # -- one epoch -------------------------------------------------------------------------
+    def epoch_indices(self, epoch: int) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        """The epoch's batches as one index tensor on the device (one copy) and each batch's slice of it."""
+        batches = self.batches(epoch)
+        flat = np.concatenate(batches) if batches else np.zeros(0, np.int64)
+        bounds, start = [], 0
+        for b in batches:
+            bounds.append((start, start + len(b)))
+            start += len(b)
+        return to_device(torch.from_numpy(flat.astype(np.int64, copy=False)), self.device), bounds
+
     def train_epoch(self, epoch: int) -> dict[str, float]:
         cfg = self.cfg
         seed_everything(epoch_seed(cfg.seed, epoch))
         self.model.train()
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}  # Σ term × batch size, on the device: read once, at the end
         n = 0
-        batches = self.batches(epoch)
+        order, bounds = self.epoch_indices(epoch)
         lr = self.optimizer.param_groups[0]["lr"]  # the rate of the epoch's first step, for epochs.csv
         # plain=False: the per-batch bar only on a terminal; a log file gets the per-epoch line alone
-        bar = progress(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
+        bar = progress(bounds, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
                        enabled=self.progress, plain=False)
-        for idx in bar:
-            idx_t = torch.as_tensor(idx, device=self.device)
+        live = isinstance(bar, tqdm)  # a terminal bar: its loss is read back at most once a second
+        shown = time.monotonic()
+        for lo, hi in bar:
+            idx_t = order[lo:hi]
             x = self.normalize(self.x_train[idx_t])
             y, d = self.y_train[idx_t], self.d_train[idx_t]
             x, y_aug = self.augment(x, y)
@@ -219,23 +245,33 @@ class Trainer:
                 out = ModelOutput(out.logits.float(), out.embedding.float(),
                                   None if out.band_logits is None else out.band_logits.float())
                 terms = self.loss_fn(out, y_aug, d, **extra)
-            for name, value in terms.items():
-                if not torch.isfinite(value):
-                    raise TrainingError(
-                        f"non-finite {name} loss at epoch {epoch}; stopped, the checkpoint of epoch {epoch - 1} "
-                        f"is kept in {self.dir} (try a lower --lr or --gamma)")
             self.optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            self.optimizer.step()
+            if self.scaler is None:
+                terms["loss"].backward()
+                self.optimizer.step()
+            else:  # fp16: scaled loss; steps with inf/NaN gradients are skipped and the scale lowered
+                self.scaler.scale(terms["loss"]).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
             if self.scheduler is not None:
                 self.scheduler.step()
             b = x.shape[0]
             n += b
             for name, value in terms.items():
-                sums[name] = sums.get(name, 0.0) + float(value.detach()) * b
-            bar.set_postfix(loss=f"{sums['loss'] / n:.3f}")
+                term = value.detach().double() * b  # float64, as the host sum was: same digits on the CPU
+                sums[name] = term if name not in sums else sums[name] + term
+            if live and time.monotonic() - shown >= 1.0:
+                shown = time.monotonic()
+                bar.set_postfix(loss=f"{float(sums['loss']) / n:.3f}")
         bar.close()
-        return {**{f"train_{'loss' if k == 'loss' else k}": v / max(n, 1) for k, v in sums.items()}, "lr": lr}
+        names = list(sums)
+        totals = torch.stack([sums[k] for k in names]).tolist() if names else []  # the epoch's one read-back
+        for name, total in zip(names, totals):
+            if not math.isfinite(total):  # a non-finite term in any step makes its sum non-finite
+                raise TrainingError(
+                    f"non-finite {name} loss at epoch {epoch}; stopped, the checkpoint of epoch {epoch - 1} "
+                    f"is kept in {self.dir} (try a lower --lr or --gamma)")
+        return {**{f"train_{'loss' if k == 'loss' else k}": v / max(n, 1) for k, v in zip(names, totals)}, "lr": lr}
 
     @torch.no_grad()
     def predict(self) -> tuple[np.ndarray, np.ndarray]:
@@ -245,9 +281,9 @@ class Trainer:
         for i in range(0, len(self.ev.rows), step):
             with self.autocast():
                 out = self.model(self.normalize(self.x_eval[i:i + step]))
-            logits.append(out.logits.float().cpu())
-            embs.append(out.embedding.float().cpu())
-        return torch.cat(logits).numpy(), torch.cat(embs).numpy()
+            logits.append(out.logits.float())
+            embs.append(out.embedding.float())
+        return torch.cat(logits).cpu().numpy(), torch.cat(embs).cpu().numpy()  # one read-back per epoch
 
     def evaluate(self, logits: np.ndarray) -> dict[str, float]:
         rows = self.ev.rows
@@ -263,6 +299,8 @@ class Trainer:
         state = {"epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
                  "history": history, "wall_s": wall, "run_id": self.run_id}
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
         with atomic_path(self.ckpt_path) as tmp, open(tmp, "wb") as fh:
             torch.save(state, fh)  # through a Python file: a full disk is an OSError, not torch's RuntimeError
         with atomic_path(self.dir / "epochs.csv") as tmp:
@@ -277,6 +315,8 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             if self.scheduler is not None:
                 self.scheduler.load_state_dict(state.get("scheduler") or {})
+            if self.scaler is not None and state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
         except Exception as exc:  # a checkpoint from another code version or a damaged file
             raise TrainingError(f"cannot resume from checkpoint ({exc}); re-run with --force to start over", self.ckpt_path) from exc
         return int(state["epoch"]), list(state["history"]), float(state.get("wall_s", 0.0))
@@ -298,7 +338,7 @@ class Trainer:
             "unseen_final": history[-1]["unseen_acc"] if history else None,
             "epochs_done": len(history), "scores": scores,
             "params": count_parameters(self.model), "wall_s": round(wall, 2), "device": str(self.device),
-            "precision": cfg.precision, **implementation(self.model),
+            "precision": cfg.precision, **summary_fields(self.implementation()),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "run_dir": f"runs/{self.run_id}",
         }
 
@@ -325,7 +365,7 @@ class Trainer:
                                                         "train": len(self.train_rows), "scored": len(self.ev.rows)},
                                               "environment": environment_record(self.device),
                                               "precision": {"precision": cfg.precision, "why": cfg.precision_reason},
-                                              "implementation": implementation(self.model)})
+                                              "implementation": self.implementation()})
         self.preprocessing.write(self.dir / PREPROCESSING_FILE)
         start, history, wall = self.load_checkpoint()
         (self.dir / FAILURE_FILE).unlink(missing_ok=True)
