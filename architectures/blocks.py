@@ -34,7 +34,7 @@ from torch import nn
 
 from architectures import fused
 from harness.errors import ConfigError
-from harness.model import ModelOutput
+from harness.contracts import ModelOutput
 
 #: Implementations of :class:`FactorizedConv2d` (see the module docstring).
 FACTORIZED_IMPLS: tuple[str, ...] = ("auto", "reference", "channels-last", "dense", "fused")

@@ -21,7 +21,7 @@ from torchvision.ops.misc import Conv2dNormActivation
 
 from architectures.blocks import check_input
 from harness.errors import ConfigError
-from harness.model import ModelOutput
+from harness.contracts import ModelOutput
 from harness.registry import register_architecture
 
 #: Block name -> stride (frequency, time); the other blocks have stride 1.

@@ -7,7 +7,8 @@ from typing import Any
 from torch import nn
 
 from architectures.blocks import Trunk, check_dropout, check_input, parse_channels
-from harness.model import ModelOutput, init_weights
+from harness.contracts import ModelOutput
+from harness.model import init_weights
 from harness.registry import register_architecture
 
 

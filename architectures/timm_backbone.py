@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from harness.errors import ConfigError
-from harness.model import ModelOutput, init_weights
+from harness.contracts import ModelOutput
+from harness.model import init_weights
 from harness.registry import register_architecture
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from harness.augmentation import AugmentContext, Augmentation
+from harness.contracts import AugmentContext, Augmentation
 from harness.data.irs import generated_irs, load_irs, mel_log_gains
 from harness.errors import ConfigError
 from harness.features.logmel import LogMelExtractor

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from timm.data import Mixup as TimmMixup
 
-from harness.augmentation import AugmentContext, Augmentation
+from harness.contracts import AugmentContext, Augmentation
 from harness.errors import ConfigError
 from harness.registry import register_augmentation
 

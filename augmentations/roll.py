@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from harness.augmentation import AugmentContext, Augmentation
+from harness.contracts import AugmentContext, Augmentation
 from harness.errors import ConfigError
 from harness.registry import register_augmentation
 from harness.transfer import to_device

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torchaudio.transforms as T
 
-from harness.augmentation import AugmentContext, Augmentation
+from harness.contracts import AugmentContext, Augmentation
 from harness.errors import ConfigError
 from harness.registry import register_augmentation
 

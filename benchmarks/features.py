@@ -205,10 +205,9 @@ def write_metadata_dataset(root: Path, n: int) -> None:
     """A TAU 2020 Mobile-layout folder of ``n`` rows; every WAV is a real header over a sparse hole."""
     import soundfile as sf
 
-    scenes = ("airport", "bus", "metro", "metro_station", "park", "public_square", "shopping_mall",
-              "street_pedestrian", "street_traffic", "tram")
-    cities = ("barcelona", "helsinki", "lisbon", "london", "lyon", "milan", "paris", "prague", "stockholm", "vienna")
-    devices = ("a", "b", "c", "s1", "s2", "s3", "s4", "s5", "s6")
+    from harness.data.tau import CITIES_2019 as cities
+    from harness.data.tau import DEVICES_2020 as devices
+    from harness.data.tau import SCENES as scenes
     (root / "audio").mkdir(parents=True)
     (root / "evaluation_setup").mkdir()
     template = root / "template.wav"

@@ -253,7 +253,8 @@ def packing(device: torch.device, counts: list[int], precision: str, args, deadl
 # -- 4. grid --------------------------------------------------------------------------------
 def grid(device: torch.device, args, deadline: float, tmp: Path) -> dict[str, Any]:
     """``harness grid`` and ``harness table`` as a user runs them, on a small synthetic dataset."""
-    from harness.data.synth import SynthConfig, generate
+    from harness.data.synthetic.tau2019 import generate
+    from harness.data.synthetic.world import SynthConfig
 
     rec: dict[str, Any] = {"variants": args.grid_variants or "all 9 Table 1 rows", "seeds": GRID_SEEDS, "mels": 40,
                            "epochs": args.grid_epochs, "jobs": "auto"}

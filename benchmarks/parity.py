@@ -67,13 +67,12 @@ def parity(results: Path | None) -> dict[str, Any]:
     from scipy import stats as sps
 
     from harness.report.stats import adjust_holm, compare, fmt_mde, read_predictions
-    from harness.results.store import RENAMED, ResultsStore
+    from harness.results.store import ResultsStore
 
     results = Path(results)
     if not (results / "index.csv").exists():
         return {"status": f"not measured: {results / 'index.csv'} does not exist", "rows": [], "groups": []}
     df = ResultsStore(results).load_index()
-    df = df.rename(columns={old: new for old, new in RENAMED.items() if new not in df})  # older indexes
     df = df[df["status"] == "complete"].copy()
     if "precision" not in df:
         df["precision"] = "fp32"

@@ -155,16 +155,13 @@ TAU2022_RUNS = (("dcase2024-baseline", "dcase2024"), ("dcase-baseline", "dcase20
 
 def tau2022_dataset() -> Path:
     """The synthetic 1-s TAU 2022 Mobile preset (``harness data synth --preset tau2022``), generated once into the cache."""
-    from harness.data import synth_mobile as sm
+    from harness.data.synthetic import tau2022 as sm
 
     # More training than test clips, as in the real protocol (split100 is 4.7x test.csv): every seen device on
     # every training recording, 5 of 6 locations in training.
     cfg = sm.MobileSynthConfig(cities=("lisbon", "lyon", "paris"), locations_per_scene_city=6,
                                train_devices_per_recording=5, recording_seconds=2)
-    root = sm.default_root(cfg)
-    if not (root / "meta.csv").is_file():
-        sm.generate(cfg, root, progress=False)
-    return root
+    return sm.cached_dataset(cfg, progress=False)
 
 
 def profile_one(n_mels: int | None, epochs: int | None, arch: str, loss: str, results: Path, device: str,

@@ -64,7 +64,7 @@ def warm() -> float:
     from harness.features.logmel import FeatureConfig
 
     t0 = time.perf_counter()
-    load_features(open_dataset("synthetic"), FeatureConfig(n_mels=40))
+    load_features(open_dataset(), FeatureConfig(n_mels=40))
     return time.perf_counter() - t0
 
 

@@ -1,26 +1,9 @@
-"""What every architecture returns, so losses and the runner never special-case a model."""
+"""Helpers for architectures and the runner: the paper's initialisation, parameter count, and which
+implementation a model ran (the architecture contract, ``ModelOutput``, is in ``harness.contracts``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import torch
 from torch import nn
-
-
-@dataclass
-class ModelOutput:
-    """Forward result of every registered architecture.
-
-    ``embedding`` is the triplet embedding: the output of the last convolution block,
-    flattened (and concatenated over sub-bands for sub-band models), shape ``(B, D)``.
-    ``band_logits`` holds the per-sub-band classifier outputs ``(B, bands, classes)`` of
-    SubSpectralNet-style models, ``None`` for the others.
-    """
-
-    logits: torch.Tensor
-    embedding: torch.Tensor
-    band_logits: torch.Tensor | None = None
 
 
 def init_weights(module: nn.Module) -> None:

@@ -25,12 +25,12 @@ PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 FP16_CAPABILITY = (7, 0)
 
 #: Whether ``auto`` trains in bf16 on each kind of native bf16 hardware: only where bf16 was
-#: measured faster and its accuracy within the seed noise of fp32 (README, "Precision and the
-#: fused kernels"). A CPU without either flag: fp32.
+#: measured faster and its accuracy within the seed noise of fp32 (docs/precision.md, "Accuracy parity,
+#: fp32 against bf16"). A CPU without either flag: fp32.
 AUTO_BF16 = {
     "cuda": True,          # bf16 autocast was the GPU default before the option existed
     "amx_bf16": True,      # same bf16 arithmetic as below (fp32 accumulation); AMX tiles only do bf16/int8
-    "avx512_bf16": True,   # within noise of fp32 and faster for every model (README)
+    "avx512_bf16": True,   # within noise of fp32 and faster for every model (docs/precision.md)
 }
 
 

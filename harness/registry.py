@@ -7,6 +7,10 @@ Built-in plugins live in the top-level ``architectures``, ``losses`` and ``augme
 packages; third parties add theirs through the entry-point groups ``harness.architectures``,
 ``harness.losses`` and ``harness.augmentations`` (an entry point may name a module that registers itself on import, or
 a factory that is registered under the entry point's name).
+
+Each registry holds its kind's contract (``harness.contracts``): a factory that is a class, or whose
+return annotation names one, is checked when it registers; what any factory builds is checked when
+it is built. A plugin that breaks its contract is a one-line ``ConfigError`` naming it.
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import typing
 import warnings
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Callable
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, HarnessError
 from harness.options import Kind, kind_of, parse_value
 
 #: Arguments every architecture factory receives from the runner; not shown as options.
@@ -61,6 +66,9 @@ class Registry:
     entry_point_group: str
     flag: str  # the command-line flag of its options: --arch-opt / --loss-opt
     hidden_args: tuple[str, ...] = ()
+    #: The name of this kind's ``harness.contracts.Contract`` (imported when a plugin is checked:
+    #: the contracts import torch, the registry's names and options need not).
+    contract: str = ""
     plugins: dict[str, Plugin] = field(default_factory=dict)
     prefixes: dict[str, Plugin] = field(default_factory=dict)
     _loaded: bool = False
@@ -78,10 +86,22 @@ class Registry:
             if name in table and table[name].factory is not fn:
                 warnings.warn(f"{self.kind} {name!r} registered again by {fn.__module__}; the later one wins")
             doc = description or (inspect.getdoc(fn) or "").split("\n")[0]
+            declared = fn if inspect.isclass(fn) else _return_class(fn)
+            if declared is not None:
+                self.check(name, fn.__module__, declared)
             table[name] = Plugin(name, fn, doc, fn.__module__)
             return fn
 
         return decorate
+
+    def check(self, name: str, module: str, obj: Any) -> None:
+        """A one-line error if ``obj`` (a plugin's class, or what its factory built) breaks this kind's contract."""
+        if not self.contract:
+            return
+        contract = getattr(importlib.import_module("harness.contracts"), self.contract)
+        problem = contract.violation(obj)
+        if problem:
+            raise ConfigError(f"{self.kind} plugin {name!r} ({module}) breaks the {self.kind} contract: {problem}")
 
     # -- discovery ----------------------------------------------------------------------
     def load(self) -> None:
@@ -93,6 +113,8 @@ class Registry:
         for ep in entry_points(group=self.entry_point_group):
             try:
                 obj = ep.load()
+            except HarnessError:  # it loaded, and registered a plugin that breaks its contract
+                raise
             except Exception as exc:  # a broken third-party plugin must not break the rest
                 warnings.warn(f"{self.entry_point_group} entry point {ep.name!r} failed to load: {exc}")
                 continue
@@ -146,17 +168,31 @@ class Registry:
         plugin, args = self.get(name)
         standard = {k: kwargs.pop(k) for k in self.hidden_args if k in kwargs}
         options = self.resolve_options(name, kwargs, defaults=False)
-        return plugin.factory(*args, **standard, **options)
+        built = plugin.factory(*args, **standard, **options)
+        self.check(name, plugin.module, built)
+        return built
 
 
-ARCHITECTURES = Registry("architecture", "architectures", "harness.architectures", "--arch-opt", ARCH_STANDARD_ARGS)
-LOSSES = Registry("loss", "losses", "harness.losses", "--loss-opt")
-#: Augmentation factories take ``ctx`` (a ``harness.augmentation.AugmentContext``) and their options.
-AUGMENTATIONS = Registry("augmentation", "augmentations", "harness.augmentations", "--aug-opt", ("ctx",))
+ARCHITECTURES = Registry("architecture", "architectures", "harness.architectures", "--arch-opt", ARCH_STANDARD_ARGS,
+                         contract="ARCHITECTURE")
+LOSSES = Registry("loss", "losses", "harness.losses", "--loss-opt", contract="LOSS")
+#: Augmentation factories take ``ctx`` (a ``harness.contracts.AugmentContext``) and their options.
+AUGMENTATIONS = Registry("augmentation", "augmentations", "harness.augmentations", "--aug-opt", ("ctx",),
+                         contract="AUGMENTATION")
 
 register_architecture = ARCHITECTURES.register
 register_loss = LOSSES.register
 register_augmentation = AUGMENTATIONS.register
+
+
+def _return_class(factory: Callable[..., Any]) -> type | None:
+    """The class a factory's return annotation names, where it resolves to one (else None:
+    unannotated, or a name the factory's module cannot resolve; checked when built instead)."""
+    try:
+        annotation = typing.get_type_hints(factory).get("return")
+    except Exception:  # names the module cannot resolve: nothing to check here
+        return None
+    return annotation if inspect.isclass(annotation) else None
 
 
 def create_architecture(name: str, **kwargs: Any):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import json
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -20,6 +19,7 @@ from harness import __version__
 from harness.errors import ConfigError
 from harness.experiment import flag_keys, merge
 from harness.flags import field_of
+from harness.results.migrate import read_record
 from harness.runner.config import RunConfig
 
 @dataclass
@@ -42,7 +42,7 @@ def find_record(ref: str, results: Path) -> Record:
         hint = f"; did you mean {close[0]!r}?" if close else f" ({len(known)} runs stored there)"
         raise ConfigError(f"--from {ref!r}: no such run in {results / 'runs'}{hint}")
     try:
-        data = json.loads(path.read_text())
+        data = read_record(path)
         return Record(path, str(data["run_id"]), dict(data["config"]), dict(data.get("environment") or {}))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"not a run record ({type(exc).__name__}: {exc})", path) from None

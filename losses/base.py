@@ -1,32 +1,12 @@
-"""Pieces every loss shares: the (sub-band) cross-entropy and the mixup refusal."""
+"""Pieces the built-in losses share: the (sub-band) cross-entropy and the band weight check."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from harness.contracts import ModelOutput
 from harness.errors import ConfigError
-from harness.model import ModelOutput
-
-
-class ASCLoss(nn.Module):
-    """Base of the registered losses: declares which batch sampler it needs and whether mixup is allowed."""
-
-    #: None: plain shuffled batches; "cross-domain" / "any-domain": PairedBatchSampler.
-    pairing: str | None = None
-    supports_mixup: bool = True
-    name: str = "loss"
-
-    def check_augmentations(self, augmentations: "list[str] | tuple[str, ...] | set[str]") -> None:
-        """Raise a one-line ConfigError if this loss cannot train with the given augmentations."""
-        if "mixup" in augmentations and not self.supports_mixup:
-            raise ConfigError(mixup_refusal(self.name))
-
-
-def mixup_refusal(loss_name: str) -> str:
-    return (f"loss {loss_name!r} cannot be combined with mixup: mixed labels are not discrete, so no "
-            "anchor has a well-defined same-scene positive (paper §4.3); use --aug spec or none")
 
 
 def cross_entropy_terms(out: ModelOutput, target: torch.Tensor, band_weight: float = 1.0) -> dict[str, torch.Tensor]:

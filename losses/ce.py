@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from harness.model import ModelOutput
+from harness.contracts import Loss, ModelOutput
 from harness.registry import register_loss
-from losses.base import ASCLoss, check_band_weight, cross_entropy_terms
+from losses.base import check_band_weight, cross_entropy_terms
 
 
-class CrossEntropy(ASCLoss):
+class CrossEntropy(Loss):
     pairing = None
     supports_mixup = True
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from harness.contracts import Loss, ModelOutput, mixup_refusal
 from harness.errors import ConfigError
-from harness.model import ModelOutput
 from harness.registry import register_loss
-from losses.base import ASCLoss, check_band_weight, cross_entropy_terms, mixup_refusal
+from losses.base import check_band_weight, cross_entropy_terms
 from losses.triplet import TripletLoss
 
 
@@ -27,7 +27,7 @@ def distillation_term(student: torch.Tensor, teacher: torch.Tensor, temperature:
     return F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True) * t * t
 
 
-class Distillation(ASCLoss):
+class Distillation(Loss):
     """CE and KD, weighted by λ, plus the triplet term of ``triplet`` when given."""
 
     supports_mixup = False  # the stored teacher logits belong to the unmixed clips

@@ -18,10 +18,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from harness.contracts import Loss, ModelOutput, mixup_refusal
 from harness.errors import ConfigError
-from harness.model import ModelOutput
 from harness.registry import register_loss
-from losses.base import ASCLoss, check_band_weight, cross_entropy_terms, mixup_refusal
+from losses.base import check_band_weight, cross_entropy_terms
 
 
 def candidate_masks(target: torch.Tensor, domain: torch.Tensor, cross_domain: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,7 +48,7 @@ def triplet_margin(emb: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, alph
     return torch.clamp(d_ap - d_an + alpha, min=0).mean()
 
 
-class TripletLoss(ASCLoss):
+class TripletLoss(Loss):
     """CE (with band terms for sub-band models) + γ · triplet on ``out.embedding``."""
 
     supports_mixup = False

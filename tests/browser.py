@@ -4,7 +4,7 @@ Selenium talks to the chromedriver the distribution ships with the browser (no d
 no Node.js); a DevTools hook installed before any page script records uncaught script errors and
 failed resource loads, and the browser's console log adds anything logged as an error.
 
-``python tests/browser.py REPORT.html OUT.png`` screenshots a page (the README's report picture).
+``python tests/browser.py REPORT.html OUT.png`` screenshots a page (the report picture in docs/statistics.md).
 """
 
 from __future__ import annotations

@@ -24,7 +24,8 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def tiny_synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny synthetic dataset in TAU 2019 layout (1 s clips at 8 kHz, 400 clips)."""
-    from harness.data.synth import SynthConfig, generate
+    from harness.data.synthetic.tau2019 import generate
+    from harness.data.synthetic.world import SynthConfig
 
     root = tmp_path_factory.mktemp("tiny-synth") / "TAU-urban-acoustic-scenes-2019-development"
     cfg = SynthConfig(seed=3, sample_rate=8000, seconds=1.0, locations_per_scene_city=2, segments_per_location=2)

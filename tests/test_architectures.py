@@ -11,7 +11,8 @@ from torch import nn
 
 from architectures.blocks import FactorizedConv2d, global_widths
 from harness.errors import ConfigError
-from harness.model import ModelOutput, count_parameters
+from harness.contracts import ModelOutput
+from harness.model import count_parameters
 from harness.registry import create_architecture
 
 TABLE2 = [

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from harness.augmentation import AugmentContext
+from harness.contracts import AugmentContext
 from harness.errors import ConfigError, DataError
 from harness.features.logmel import FeatureConfig, LogMelExtractor, extract
 from harness.registry import AUGMENTATIONS, create_augmentation, create_loss
@@ -55,7 +55,7 @@ def test_freq_mixstyle_probability_and_labels() -> None:
 
 def test_freq_mixstyle_combines_with_the_triplet_loss() -> None:
     """Labels stay discrete, so every anchor keeps its scene and the cross-city triplet term applies."""
-    from harness.model import ModelOutput
+    from harness.contracts import ModelOutput
 
     pipe = BatchAugment(["freq-mixstyle"], {"freq-mixstyle": {"p": 1.0}}, ctx())
     assert not pipe.mixes_labels

@@ -51,6 +51,7 @@ def birds_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     yield
     DATASETS.plugins.pop("birds", None)
     DATASETS.layouts.pop("birds", None)
+    DATASETS.traits.pop("birds", None)
     sys.modules.pop("birds_plugin", None)
 
 
@@ -101,3 +102,39 @@ def test_a_manifest_file_is_recorded_as_given(tmp_path: Path, capsys) -> None:
     assert main(["table", "--results", str(results)]) == 0
     table = capsys.readouterr().out
     assert f"--data {labels.resolve()}" in table and "(paper)" in table and "values are left out" in table
+
+
+def test_a_plugin_that_makes_its_own_folder_opens_by_name(tmp_path: Path) -> None:
+    """``register_dataset(..., default_root=fn)``: ``--data NAME`` opens the folder the plugin makes on
+    first use, and a table names ``--data NAME`` for runs on it (as for the built-in synthetic data)."""
+    from dataclasses import replace
+
+    from harness.data.manifest import manifest
+    from harness.data.recorded import RecordedDataset
+    from harness.data.registry import open_dataset, opens_by_name, register_dataset
+
+    made: list[bool] = []
+
+    def default_root(progress: bool) -> Path:
+        root = tmp_path / "cache" / "tones-1"
+        if not root.exists():
+            write_manifest(root, columns=("domain", "group"), groups_per=2, seconds=0.25)
+            made.append(progress)
+        return root
+
+    @register_dataset("tones", "generated tones", default_root=default_root,
+                      is_default_root=lambda path: path.parent.name == "cache" and path.name.startswith("tones-"))
+    def tones(root: Path, progress: bool = True):
+        return replace(manifest(root), name="tones")
+
+    try:
+        assert opens_by_name("tones")
+        ds = open_dataset("tones", progress=False)
+        assert ds.name == "tones" and ds.root == tmp_path / "cache" / "tones-1" and made == [False]
+        assert open_dataset("tones").root == ds.root and made == [False]  # made once, reused
+        assert RecordedDataset("tones", str(ds.root)).data_arg == "tones"
+        assert RecordedDataset("tones", str(tmp_path)).data_arg == str(tmp_path)
+        assert open_dataset(ds.root, dataset="csv").name == "csv"  # the folder itself, read by another plugin
+    finally:
+        for table in (DATASETS.plugins, DATASETS.layouts, DATASETS.traits):
+            table.pop("tones", None)

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from dataset_factory import edit_csv, rename_column, write_esc50, write_manifest, write_urbansound8k
+from split_checks import shared_groups
 
 from harness.cli import main
 from harness.data.registry import DATASETS, open_dataset, resolve_layout
-from harness.data.splits import groups_overlap, inner_validation, make_split
+from harness.data.splits import inner_validation, make_split
 from harness.errors import ConfigError, DataError
 
 
@@ -47,9 +48,9 @@ def _every_split(ds) -> list:
 def _assert_no_leak(ds) -> None:
     for split in _every_split(ds):
         assert len(split.train) and len(split.evaluate)
-        assert groups_overlap(ds, split.train, split.evaluate) == set(), split.name
+        assert shared_groups(ds, split.train, split.evaluate) == set(), split.name
         inner = inner_validation(ds, split.train, fraction=0.25, seed=1)
-        assert groups_overlap(ds, inner.train, inner.val) == set()
+        assert shared_groups(ds, inner.train, inner.val) == set()
         assert not set(inner.val) & set(split.evaluate)
 
 

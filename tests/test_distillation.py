@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from harness.cli import main
-from harness.model import ModelOutput
+from harness.contracts import ModelOutput
 from harness.registry import create_loss
 from harness.runner.config import RunConfig
 

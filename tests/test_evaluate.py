@@ -10,7 +10,8 @@ import torch
 from harness.errors import ConfigError
 from harness.inference.evaluate import parse_precisions
 from harness.inference.quantize import convert, forward, param_bytes
-from harness.model import ModelOutput, count_parameters
+from harness.contracts import ModelOutput
+from harness.model import count_parameters
 from harness.registry import create_architecture
 from harness.runner.config import RunConfig
 

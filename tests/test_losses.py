@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.errors import ConfigError
-from harness.model import ModelOutput
+from harness.contracts import ModelOutput
 from harness.registry import create_architecture, create_loss
 from harness.sampling import PairedBatchSampler
 

@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from tau_factory import write_wav
+from split_checks import shared_groups
 
 from harness.data.dataset import Dataset
 from harness.data import tau
-from harness.data.splits import inner_validation, groups_overlap, make_split
+from harness.data.splits import inner_validation, make_split
 
 REFERENCE = Path(os.environ.get("HARNESS_TAU_METADATA") or Path(__file__).resolve().parents[2] / "shared" / "reference")
 META_2019 = REFERENCE / "tau2019-metadata"
@@ -102,17 +103,17 @@ def test_2019_splits(real2019: Dataset) -> None:
     assert (len(official.train), len(official.evaluate), len(official.unseen)) == (9185, 4185, 410)
     assert official.unseen_domains == full.unseen_domains == ("milan",)
     assert (len(full.evaluate), len(full.official_evaluate), len(full.unseen)) == (4185 + 1030, 4185, 1440)
-    assert groups_overlap(real2019, full.train, full.evaluate) == set()
+    assert shared_groups(real2019, full.train, full.evaluate) == set()
     loco = make_split(real2019, "leave-one-city-out:paris", unseen="all")
     assert loco.unseen_domains == ("milan", "paris")
-    assert groups_overlap(real2019, loco.train, loco.evaluate) == set()
+    assert shared_groups(real2019, loco.train, loco.evaluate) == set()
     assert len(loco.unseen) == 1440 + int((real2019.clips["city"] == "paris").sum())
 
 
 def test_2019_inner_validation(real2019: Dataset) -> None:
     train = make_split(real2019).train
     inner = inner_validation(real2019, train, fraction=0.2, seed=0)
-    assert groups_overlap(real2019, inner.train, inner.val) == set()
+    assert shared_groups(real2019, inner.train, inner.val) == set()
     assert 0.17 <= len(inner.val) / len(train) <= 0.23
     meta = real2019.clips
     assert meta["scene"].to_numpy()[inner.val].tolist().count("airport") > 0
@@ -121,7 +122,7 @@ def test_2019_inner_validation(real2019: Dataset) -> None:
     held = inner_validation(real2019, train, hold_out_domain="auto", seed=0)
     assert held.held_out_domain in set(meta["city"].to_numpy()[train])
     assert held.held_out_domain not in set(meta["city"].to_numpy()[held.train])
-    assert groups_overlap(real2019, held.train, held.val) == set()
+    assert shared_groups(real2019, held.train, held.val) == set()
 
 
 def test_2020_devices(real2020: Dataset) -> None:
@@ -135,10 +136,10 @@ def test_2020_devices(real2020: Dataset) -> None:
     s = make_split(real2020, unseen="all")
     assert s.unseen_domains == ("s4", "s5", "s6")
     assert len(s.unseen) == 3 * 330 and len(s.evaluate) == 2970
-    assert groups_overlap(real2020, s.train, s.evaluate) == set()
+    assert shared_groups(real2020, s.train, s.evaluate) == set()
     # 'auto' never holds out device a (three quarters of the training clips).
     for seed in range(5):
         inner = inner_validation(real2020, s.train, hold_out_domain="auto", seed=seed)
         assert inner.held_out_domain in {"b", "c", "s1", "s2", "s3"}
-        assert groups_overlap(real2020, inner.train, inner.val) == set()
+        assert shared_groups(real2020, inner.train, inner.val) == set()
         assert np.isin(inner.val, s.train).all()

@@ -61,6 +61,9 @@ def test_record_is_complete(tiny_synth: Path, tmp_path: Path) -> None:
 
     conf = json.loads((d / "config.json").read_text())
     assert conf["environment"]["packages"]["torch"] and conf["dataset"]["identity"]
+    from harness.results.migrate import SCHEMA
+
+    assert conf["schema"] == SCHEMA  # new records say which schema they follow
     z = np.load(d / "predictions.npz")
     assert z["logits"].shape[1] == 10 and z["unseen"].any() and z["official"].any()
     assert set(z["domains"][z["unseen"]]) == {"milan"}
@@ -196,3 +199,40 @@ def test_sigterm_marks_the_run_failed_and_it_resumes(tiny_synth: Path, tmp_path:
     assert main(["run", *args]) == 0
     assert pd.read_csv(tmp_path / "index.csv").iloc[0]["status"] == "complete"
     assert len(pd.read_csv(next(tmp_path.glob("runs/*/epochs.csv")))) == 4
+
+
+class StatusTracker:
+    """Records how the runner says a run ended."""
+
+    status = None
+
+    def start(self, run_dir, record, history) -> None:
+        pass
+
+    def log_epoch(self, epoch, row) -> None:
+        pass
+
+    def finish(self, status, summary) -> None:
+        self.status = status
+
+
+@pytest.mark.parametrize("stop, status", [("prune", "stopped"), ("fail", "failed")])
+def test_a_pruned_run_is_stopped_and_a_fault_failed(stop: str, status: str, tiny_synth: Path, tmp_path: Path) -> None:
+    import optuna
+
+    exc = optuna.TrialPruned("pruned at epoch 1") if stop == "prune" else RuntimeError("fault")
+
+    def on_epoch(epoch, metrics) -> None:
+        raise exc
+
+    tracker = StatusTracker()
+    with pytest.raises(type(exc)):
+        run(cfg(tiny_synth), tmp_path, progress=False, on_epoch=on_epoch, tracker=tracker)
+    assert tracker.status == status
+
+
+def test_training_alone_never_imports_optuna() -> None:
+    code = ("import sys, harness.runner.train as t; from harness.registry import LOSSES; LOSSES.names(); "
+            "assert not t.pruned(RuntimeError()); print('optuna' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

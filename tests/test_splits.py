@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from tau_factory import write_tau
+from split_checks import shared_groups
 
 from harness.data.dataset import Dataset
 from harness.data import splits, tau
-from harness.data.splits import inner_validation, groups_overlap, make_split
+from harness.data.splits import inner_validation, make_split
 from harness.errors import ConfigError
 
 
@@ -46,7 +47,7 @@ def _col(ds: Dataset, rows: np.ndarray, col: str) -> np.ndarray:
 
 def _assert_disjoint(ds: Dataset, a: np.ndarray, b: np.ndarray) -> None:
     assert len(np.intersect1d(a, b)) == 0
-    assert groups_overlap(ds, a, b) == set()
+    assert shared_groups(ds, a, b) == set()
 
 
 def test_fold1_official(ds19: Dataset) -> None:

@@ -17,8 +17,8 @@ from fixtures_store import OTHER_IDENTITY, write_store
 from harness.cli import build_parser, main
 from harness.errors import ConfigError, DataError
 from harness.report.paper import PaperParams, load_paper, paper_path
-from harness.report.tables import FORMATS, build_table1, build_table2, load_index, render
-from harness.grids.variants import EXTRA_VARIANTS, PAPER_VARIANTS, VARIANTS, get_variant, variant_for
+from harness.report.tables import FORMATS, build_table1, build_table2, load_index, render, runs_of
+from harness.grids.variants import EXTRA_VARIANTS, PAPER_VARIANTS, VARIANTS, get_variant
 from harness.results.store import ResultsStore
 
 
@@ -86,8 +86,11 @@ def test_variants_map_table1_rows_to_runs() -> None:
     assert {v.name for v in EXTRA_VARIANTS} == {"DCASE baseline", "FCNN-triplet-random"}
     assert len({v.key for v in VARIANTS}) == len(VARIANTS)
     assert get_variant("fcnn-mixup-spec").key == ("fcnn", "ce", "mixup,spec")
-    assert variant_for("fcnn", "triplet-city", "spec").name == "FCNN-triplet-spec"
-    assert variant_for("fcnn", "ce", "bogus") is None
+    runs = pd.DataFrame({"arch": ["fcnn", "fcnn", "fcnn", "fcnn"], "loss": ["triplet-city", "triplet-city", "ce", "triplet-city"],
+                         "aug": ["spec", "spec", "spec", "spec"], "n_mels": [40, 40, 40, 200], "seed": [1, 0, 0, 0]})
+    filled = runs_of(runs, get_variant("FCNN-triplet-spec"), 40)  # the runs that fill the row's 40-mel cells
+    assert list(filled.index) == [1, 0] and list(filled["seed"]) == [0, 1]
+    assert runs_of(runs.assign(aug="bogus"), get_variant("FCNN-triplet-spec"), 40).empty
     assert get_variant("FCNN-triplet").command(200, 1, "paper", "synthetic") == (
         "harness run --arch fcnn --loss triplet-city --aug none --mels 200 --seed 1 --preset paper")
     assert get_variant("DCASE baseline").command(40, 0, "paper", "/data/my TAU", "all") == (

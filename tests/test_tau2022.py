@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from split_checks import shared_groups
 
-from harness.data import synth_mobile as sm
 from harness.data.registry import open_dataset
-from harness.data.splits import groups_overlap, inner_validation, make_split
+from harness.data.synthetic import tau2022 as sm
+from harness.data.splits import inner_validation, make_split
 from harness.errors import ConfigError, DataError
 
 
@@ -111,11 +112,11 @@ def test_detected_as_tau2022_with_devices_recordings_and_groupings(mobile: Path)
     assert set(ds.protocols.groupings["recording"].values()) == {"real", "simulated"}
     split = make_split(ds)
     assert split.unseen_domains == ("s4", "s5", "s6")
-    assert not groups_overlap(ds, split.train, split.evaluate)
+    assert not shared_groups(ds, split.train, split.evaluate)
     inner = inner_validation(ds, split.train, seed=0)
-    assert not groups_overlap(ds, inner.train, inner.val)
+    assert not shared_groups(ds, inner.train, inner.val)
     loco = make_split(ds, "loco:s1")
-    assert not groups_overlap(ds, loco.train, loco.unseen)
+    assert not shared_groups(ds, loco.train, loco.unseen)
 
 
 def test_subsets_train_on_the_split_files_and_share_the_feature_cache(mobile: Path) -> None:
@@ -127,7 +128,7 @@ def test_subsets_train_on_the_split_files_and_share_the_feature_cache(mobile: Pa
     assert set(files[sp5.train]) == set(_tsv(mobile / "split_setup/split5.csv").filename)
     assert set(files[sp5.train]) < set(files[sp100.train])
     assert set(files[sp5.official_evaluate]) == set(_tsv(mobile / "split_setup/test.csv").filename)
-    assert sp5.unseen_domains == ("s4", "s5", "s6") and not groups_overlap(s5, sp5.train, sp5.evaluate)
+    assert sp5.unseen_domains == ("s4", "s5", "s6") and not shared_groups(s5, sp5.train, sp5.evaluate)
     assert len({full.identity, s5.identity, s100.identity}) == 3  # the split files are part of the identity
     assert full.stamp == s5.stamp == s100.stamp  # but not of the feature cache's key
     assert s5.protocols.groupings == full.protocols.groupings  # unseen = absent from the official training split

@@ -20,6 +20,7 @@ from tau_factory import (
 )
 
 from harness.data import tau
+from harness.data.synthetic.writer import SYNTHETIC_MARKER
 from harness.data.summary import describe, summary_text
 from harness.errors import DataError
 
@@ -88,7 +89,7 @@ def test_synthetic_comes_from_the_plugin_not_the_readme(tmp_path: Path) -> None:
 
     root = write_tau(tmp_path / "s", scenes=("bus", "tram"), cities=("lyon",), synthetic=True)
     assert resolve_layout(root) == "tau2019" and not open_dataset(root).is_synthetic  # a README says nothing
-    (root / tau.SYNTHETIC_MARKER).write_text("{}")
+    (root / SYNTHETIC_MARKER).write_text("{}")
     assert resolve_layout(root) == "synthetic"
     ds = open_dataset(root)
     assert ds.is_synthetic and ds.name == "synthetic" and "SYNTHETIC" in summary_text(ds)

@@ -34,7 +34,8 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A tiny synthetic dataset (10 scenes × 4 cities × 3 locations × 2 one-second clips) and a
     private cache, shared by the module's tests; returns the environment for subprocesses."""
-    from harness.data.synth import SynthConfig, generate
+    from harness.data.synthetic.tau2019 import generate
+    from harness.data.synthetic.world import SynthConfig
 
     root = tmp_path_factory.mktemp("tune-data")
     data = generate(SynthConfig(seconds=1.0, segments_per_location=2, locations_per_scene_city=3,

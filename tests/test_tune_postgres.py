@@ -27,7 +27,8 @@ pytestmark = [
 
 @pytest.fixture()
 def data(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    from harness.data.synth import SynthConfig, generate
+    from harness.data.synthetic.tau2019 import generate
+    from harness.data.synthetic.world import SynthConfig
 
     root = generate(SynthConfig(seconds=1.0, segments_per_location=2, locations_per_scene_city=3,
                                 cities=("barcelona", "lyon", "prague", "milan")), tmp_path / "tiny", progress=False)

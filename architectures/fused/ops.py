@@ -189,7 +189,7 @@ _dropout_exact: Optional[bool] = None
 def dropout_mask(shape: tuple[int, int, int, int], keep_prob: float) -> Tensor:
     """The mask torch's CPU ``bernoulli_(keep_prob)`` would draw for an NCHW tensor of ``shape``, as
     (B,Fp,Tp,C) uint8, advancing the default generator exactly as that call does. Replaying the
-    generator in C is several times faster than drawing with torch (README, "Fused kernels")."""
+    generator in C is several times faster than drawing with torch (docs/precision.md, "The fused FCNN kernels")."""
     state = torch.get_rng_state()
     base = state.data_ptr()
     mask = torch.empty(shape, dtype=torch.uint8)  # drawn in NCHW order, like bernoulli_ on the NCHW tensor

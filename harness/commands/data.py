@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from harness.data.registry import DEFAULT_DATA
 from harness.errors import ConfigError
 from harness.flags import mels_list
 from harness.options import number_type
@@ -16,7 +17,7 @@ _COUNT = number_type(integer=True, minimum=1)
 
 
 def cmd_synth_mobile(args: argparse.Namespace) -> int:
-    from harness.data import synth_mobile as sm
+    from harness.data.synthetic import tau2022 as sm
 
     overrides = {"seed": args.seed, "sample_rate": args.sample_rate, "locations_per_scene_city": args.locations,
                  "city_shift": args.city_shift, "device_shift": args.device_shift}
@@ -29,7 +30,9 @@ def cmd_synth_mobile(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from harness.data.synth import DATASET_DIRNAME, SynthConfig, default_config, generate
+    from harness.data.synthetic.plugin import default_config
+    from harness.data.synthetic.tau2019 import DATASET_DIRNAME, generate
+    from harness.data.synthetic.world import SynthConfig
 
     if args.preset == "tau2022":
         if args.tau_format or args.seconds is not None or args.segments is not None or args.location_spread is not None:
@@ -120,14 +123,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     i = dsub.add_parser("info", help="layout, protocols and counts per fold × class × domain",
                         description="Load a dataset (validating every file's header), say which layout it has, and print "
                                     "its audio format, protocols and clip counts per fold, class and domain.")
-    i.add_argument("path", nargs="?", default="synthetic", help="dataset folder or manifest, or 'synthetic' for the embedded default (default)")
+    i.add_argument("path", nargs="?", default=DEFAULT_DATA,
+                   help=f"dataset folder or manifest, or '{DEFAULT_DATA}' for the embedded default (default)")
     _dataset_options(i)
     i.add_argument("--no-progress", action="store_true", help="no progress bar")
     i.set_defaults(func=cmd_info)
 
     f = dsub.add_parser("features", help="precompute and cache log-mel features",
                         description="Extract log-mel features (paper settings: 40 ms window, 20 ms hop, both channels) into the on-disk cache.")
-    f.add_argument("path", nargs="?", default="synthetic", help="dataset folder or manifest, or 'synthetic' (default)")
+    f.add_argument("path", nargs="?", default=DEFAULT_DATA, help=f"dataset folder or manifest, or '{DEFAULT_DATA}' (default)")
     _dataset_options(f)
     f.add_argument("--mels", type=mels_list, default=(40,), help="comma-separated mel band counts (default: 40)")
     f.add_argument("--no-progress", action="store_true", help="no progress bar")

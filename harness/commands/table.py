@@ -86,11 +86,11 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from harness.data.registry import open_dataset
+    from harness.data.registry import DEFAULT_DATA, open_dataset
     from harness.report.plan import build_plan
     from harness.report.tables import render
 
-    ds = open_dataset(args.dataset or "synthetic", progress=False)
+    ds = open_dataset(args.dataset or DEFAULT_DATA, progress=False)
     text = render([build_plan(ds, args.split, seeds=args.plan_seeds, unseen=args.unseen or "official")], args.format)
     if args.output:
         from harness.atomic import write_text

@@ -257,8 +257,3 @@ def inner_validation(
         raise ConfigError("no training rows are left after carving validation")
     return InnerSplit(train=_frozen(train), val=_frozen(val), held_out_domain=held)
 
-
-def groups_overlap(ds: Dataset, a: np.ndarray, b: np.ndarray) -> set[str]:
-    """Groups present in both row sets (empty for every split made here)."""
-    loc = ds.clips["group"].to_numpy()
-    return set(loc[np.asarray(a, dtype=np.int64)]) & set(loc[np.asarray(b, dtype=np.int64)])

@@ -1,5 +1,6 @@
-"""Dataset plugins ``tau2019``, ``tau2020-mobile`` and ``synthetic``: TAU Urban Acoustic Scenes
-development sets read as distributed (and the synthetic copy of the 2019 layout).
+"""Dataset plugins ``tau2019`` and ``tau2020-mobile``: TAU Urban Acoustic Scenes development sets
+read as distributed (the ``synthetic`` plugin reads its generated copy of the 2019 layout with
+:func:`load_dataset` too).
 
 Everything the rest of the harness trusts about the data is checked here once, so a
 bad download fails at load time with a one-line :class:`DataError` naming the file,
@@ -16,6 +17,7 @@ import pandas as pd
 from harness.data.audio import uniform_format
 from harness.data.dataset import AudioSpec, Dataset, Protocols, clip_table, fingerprint, scan_files
 from harness.data.registry import register_dataset
+from harness.data.synthetic.writer import SYNTHETIC_MARKER
 from harness.errors import DataError
 
 SCENES: tuple[str, ...] = (
@@ -53,8 +55,6 @@ FOLD_FILES = {"train": "evaluation_setup/fold1_train.csv", "evaluate": "evaluati
 TEST_FILE = "evaluation_setup/fold1_test.csv"
 ZENODO_2019 = "https://zenodo.org/record/2589280"
 _SCENE_INDEX = {s: i for i, s in enumerate(SCENES)}
-#: Written by ``harness.data.synth`` beside ``meta.csv``: marks a generated dataset (with its config).
-SYNTHETIC_MARKER = "synthetic.json"
 #: ``audio/<scene>-<city>-<location>-<segment>-<device>.wav`` (2019, 2020); 2022 adds a sub-segment.
 _FILENAME = re.compile(r"^audio/[a-z_]+-[a-z]+-\d+-\d+-[a-z0-9]+\.wav$")
 
@@ -201,12 +201,14 @@ def _domains_note(meta: pd.DataFrame, kind: str) -> str:
             f"all = plus its {n_unused} clips in no fold file ({n_eval + n_unused} in all)")
 
 
-def load_dataset(root: str | Path, *, check_audio: bool = True, name: str | None = None) -> Dataset:
+def load_dataset(root: str | Path, *, check_audio: bool = True, name: str | None = None, title: str | None = None,
+                 synthetic: bool = False) -> Dataset:
     """Read and validate a TAU 2019 development or 2020 Mobile development folder.
 
     Every listed audio file is stat-ed (missing files fail here); with ``check_audio`` every WAV
     header is also read (rate, channels, length). ``name`` is the plugin reading it (default:
-    ``tau2019`` or ``tau2020-mobile`` from ``meta.csv``'s devices).
+    ``tau2019`` or ``tau2020-mobile`` from ``meta.csv``'s devices); ``title`` and ``synthetic``
+    are what a plugin reading a generated copy of the layout says about it.
     """
     root = Path(root).expanduser().resolve()
     meta_path = _check_root(root)
@@ -227,7 +229,6 @@ def load_dataset(root: str | Path, *, check_audio: bool = True, name: str | None
     stats = [s for s, _ in scanned]
     rate, channels, clip = uniform_format(root, filenames, check_audio, [i for _, i in scanned] if check_audio else None)
     metadata = ("meta.csv", *FOLD_FILES.values())
-    synthetic = name == "synthetic"
     return Dataset(
         name=name, root=root, clips=clips, classes=classes, domain_kind=kind,
         audio=AudioSpec(int(rate), int(channels), int(clip)),
@@ -237,16 +238,15 @@ def load_dataset(root: str | Path, *, check_audio: bool = True, name: str | None
         identity=fingerprint(root, metadata, stats, mtimes=False),
         stamp=fingerprint(root, metadata, stats, mtimes=True),
         is_synthetic=synthetic,
-        title=("synthetic dataset in TAU 2019 layout (generated audio, not TAU)" if synthetic else
-               "TAU Urban Acoustic Scenes 2020 Mobile development" if is2020 else
-               "TAU Urban Acoustic Scenes 2019 development"),
+        title=title or ("TAU Urban Acoustic Scenes 2020 Mobile development" if is2020 else
+                        "TAU Urban Acoustic Scenes 2019 development"),
     )
 
 
 # --------------------------------------------------------------------------- the plugins
 
 
-def _tau_sources(root: Path) -> set[str] | None:
+def meta_sources(root: Path) -> set[str] | None:
     """The devices of a TAU-layout ``meta.csv`` (None: not that layout). Reads only ``meta.csv``."""
     meta = root / "meta.csv"
     if not (meta.is_file() and (root / "evaluation_setup").is_dir()):
@@ -261,23 +261,19 @@ def _tau_sources(root: Path) -> set[str] | None:
 
 
 def _is_2019(root: Path) -> bool:
-    return _tau_sources(root) == {"a"} and not (root / SYNTHETIC_MARKER).exists()
+    return meta_sources(root) == {"a"} and not (root / SYNTHETIC_MARKER).exists()
 
 
 def _is_2020(root: Path) -> bool:
-    sources = _tau_sources(root)
+    sources = meta_sources(root)
     return bool(sources and sources - {"a"})
-
-
-def _is_synthetic(root: Path) -> bool:
-    return (root / SYNTHETIC_MARKER).is_file() and _tau_sources(root) is not None
 
 
 _LOOKS_FOR = "meta.csv (filename, scene_label, identifier, source_label) + evaluation_setup/fold1_*.csv"
 
 
 @register_dataset("tau2019", "TAU Urban Acoustic Scenes 2019 development: 10 scenes, 10 cities, fold1; domain = city",
-                  detect=_is_2019, looks_for=_LOOKS_FOR + ", one device")
+                  detect=_is_2019, looks_for=_LOOKS_FOR + ", one device", paper_layout=True)
 def tau2019(root: Path, check_audio: bool = True) -> Dataset:
     return load_dataset(root, check_audio=check_audio, name="tau2019")
 
@@ -287,8 +283,3 @@ def tau2019(root: Path, check_audio: bool = True) -> Dataset:
 def tau2020_mobile(root: Path, check_audio: bool = True) -> Dataset:
     return load_dataset(root, check_audio=check_audio, name="tau2020-mobile")
 
-
-@register_dataset("synthetic", "generated scenes in TAU 2019 layout (the default without --data); domain = city",
-                  detect=_is_synthetic, looks_for=f"TAU 2019 layout + {SYNTHETIC_MARKER}")
-def synthetic(root: Path, check_audio: bool = True) -> Dataset:
-    return load_dataset(root, check_audio=check_audio, name="synthetic")

@@ -26,8 +26,9 @@ import pandas as pd
 from harness.data.audio import uniform_format
 from harness.data.dataset import AudioSpec, Dataset, Protocols, clip_table, fingerprint, scan_files
 from harness.data.registry import register_dataset
-from harness.data.tau import (FOLD_FILES, FOLD_HEADER, META_HEADER, REAL_DEVICES, SCENES, SYNTHETIC_MARKER,
-                              TEST_HEADER, _read_folds, _read_meta, _read_table)
+from harness.data.synthetic.writer import SYNTHETIC_MARKER
+from harness.data.tau import (FOLD_FILES, FOLD_HEADER, META_HEADER, REAL_DEVICES, SCENES, TEST_HEADER, _read_folds,
+                              _read_meta, _read_table)
 from harness.errors import ConfigError, DataError
 
 NAME = "tau2022-mobile"

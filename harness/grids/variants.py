@@ -13,6 +13,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from harness.data.registry import DEFAULT_DATA
 from harness.errors import ConfigError
 from harness.runner.config import RunConfig, normalize_aug
 
@@ -35,16 +36,16 @@ class Variant:
     def key(self) -> tuple[str, str, str]:
         return (self.arch, self.loss, self.aug)
 
-    def command(self, n_mels: int, seed: int, preset: str = "paper", data: str | None = "synthetic",
+    def command(self, n_mels: int, seed: int, preset: str = "paper", data: str | None = None,
                 unseen: str = "official", results: str | Path | None = None, split: str | None = None,
                 epochs: int | None = None) -> str:
-        """The ``harness run`` line that produces this row's run for one feature size and seed, into
-        ``results`` when given (shell-quoted: paste it as it is)."""
+        """The ``harness run`` line that produces this row's run for one feature size and seed, on
+        ``data`` (default: the default data) into ``results`` when given (shell-quoted: paste it as it is)."""
         parts = ["harness", "run", "--arch", self.arch, "--loss", self.loss, "--aug", self.aug,
                  "--mels", str(int(n_mels)), "--seed", str(int(seed)), "--preset", preset]
         if epochs:
             parts += ["--epochs", str(int(epochs))]
-        if data and data != "synthetic":
+        if data and data != DEFAULT_DATA:
             parts += ["--data", str(data)]
         if unseen != "official":
             parts += ["--unseen", unseen]
@@ -115,11 +116,3 @@ def get_variant(name: str, variants: tuple[Variant, ...] = VARIANTS) -> Variant:
         if v.name.lower() == name.lower():
             return v
     raise ConfigError(f"unknown variant {name!r}; known: {', '.join(v.name for v in variants)}")
-
-
-def variant_for(arch: str, loss: str, aug: str) -> Variant | None:
-    """The variant a run of ``(arch, loss, aug)`` belongs to, or None when it fills no row."""
-    for v in VARIANTS:
-        if v.key == (arch, loss, aug):
-            return v
-    return None

@@ -13,6 +13,7 @@ from torch import nn
 
 from harness.errors import DataError, HarnessError
 from harness.registry import ARCHITECTURES, create_architecture
+from harness.results.migrate import read_record
 from harness.runner.config import RunConfig
 from harness.runner.contract import FILE as PREPROCESSING_FILE
 from harness.runner.contract import Preprocessing
@@ -66,7 +67,7 @@ def open_run(results: str | Path, name: str) -> TrainedRun:
     if status != "complete" or not (run_dir / "checkpoint.pt").exists():
         raise HarnessError(f"run is not complete (status {status}); finish it with `harness run` first", run_dir)
     try:
-        record = json.loads((run_dir / "config.json").read_text())
+        record = read_record(run_dir / "config.json")
         config = RunConfig.from_dict(record["config"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"unreadable run record ({type(exc).__name__}: {exc})", run_dir / "config.json") from exc

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.data.recorded import RecordedDataset
+
 #: The device groups the task reports (the ``device`` grouping of ``tau2022-mobile``).
 GROUPS = ("real", "simulated-seen", "unseen")
 _SPLIT = re.compile(r"^split(\d+)$")
@@ -55,7 +57,8 @@ def subset_runs(results: Path, index: pd.DataFrame, dataset: str | None = None) 
         key = (s.get("arch"), s.get("loss"), s.get("aug"), (record.get("config") or {}).get("features", "dcase2019"))
         rows.append({"variant": labels.get(key, " · ".join(map(str, key))), "subset": int(m[1]),
                      "dataset_identity": s.get("dataset_identity"), "dataset": s.get("dataset"),
-                     "synthetic": bool((record.get("dataset") or {}).get("synthetic")),
+                     "synthetic": RecordedDataset.from_record({"name": s.get("dataset_kind"), "root": s.get("dataset"),
+                                                               **(record.get("dataset") or {})}).synthetic,
                      "dataset_kind": s.get("dataset_kind"), **{f"score_{k}": v for k, v in (s.get("scores") or {}).items()}})
     df = pd.DataFrame(rows)
     if df.empty:

@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from harness.data.recorded import RecordedDataset
+from harness.data.registry import DATASETS, DEFAULT_DATA, opens_by_name
 from harness.errors import ConfigError
 from harness.metrics import METRICS as METRIC_NAMES
 from harness.metrics import unseen_name
@@ -33,17 +35,6 @@ MISSING = "missing"
 METRIC_LABEL = {"overall": "Overall", "unseen": "Unseen"}
 #: ``Selection.split`` of tables that pool the runs of every cross-validation fold.
 FOLDS = "all folds"
-#: The dataset plugin the paper's numbers were measured on.
-PAPER_DATASET = "tau2019"
-
-
-def _dataset_title(name: str) -> str:
-    """The registered dataset's one-line description (its name when no plugin of that name is installed)."""
-    from harness.data.registry import DATASETS
-
-    DATASETS.load()
-    plugin = DATASETS.plugins.get(name)
-    return f"{name}: {plugin.description.split(':')[0].split(';')[0]}" if plugin else name
 
 
 # -- the index and the choice of runs -----------------------------------------------------------
@@ -56,19 +47,12 @@ def load_index(results: str | Path) -> pd.DataFrame:
     return df
 
 
-def _is_default_synthetic(dataset: str) -> bool:
-    """Whether a recorded dataset folder is the embedded default (generated into the cache as
-    ``datasets/synthetic-<hash>/…``) rather than one written with ``harness data synth --out``."""
-    parts = Path(dataset).parts
-    return any(a == "datasets" and b.startswith("synthetic-") for a, b in zip(parts, parts[1:]))
-
-
 @dataclass
 class Selection:
     """Which dataset / preset / split / unseen protocol a table's numbers come from, and why."""
 
     dataset: str | None = None  # the dataset folder as recorded by the runner
-    dataset_kind: str | None = None  # the dataset plugin: synthetic, tau2019, esc50, ...
+    dataset_kind: str | None = None  # the dataset plugin that read it
     dataset_identity: str | None = None
     preset: str = "quick"
     split: str = "fold1"
@@ -80,10 +64,14 @@ class Selection:
     run_epochs: int | None = None  # runs of this many epochs instead of the preset's (``harness table --epochs``)
 
     @property
+    def recorded(self) -> RecordedDataset:
+        """The selected runs' dataset as recorded (what it is, how it compares with the paper)."""
+        return RecordedDataset(self.dataset_kind, self.dataset)
+
+    @property
     def beside_paper(self) -> bool:
-        """Whether the paper's numbers belong beside these: its own dataset, or the synthetic stand-in
-        built in its layout (labelled not comparable); never another dataset's numbers."""
-        return self.dataset_kind in (None, "synthetic", PAPER_DATASET)
+        """Whether the paper's numbers belong beside these (see :attr:`RecordedDataset.beside_paper`)."""
+        return self.recorded.beside_paper
 
     @property
     def score_last(self) -> int:
@@ -101,9 +89,7 @@ class Selection:
     @property
     def data_arg(self) -> str:
         """What to pass as ``harness run --data`` to add runs to this selection."""
-        if not self.dataset or (self.dataset_kind == "synthetic" and _is_default_synthetic(self.dataset)):
-            return "synthetic"
-        return self.dataset
+        return self.recorded.data_arg
 
     def describe(self) -> str:
         """One line: what the numbers were measured on, and how that compares with the paper."""
@@ -111,16 +97,9 @@ class Selection:
         where = f"{self.dataset}, {ident}" if self.dataset else ident
         domains = self.unseen_domains or "none recorded"
         clips = f", {self.unseen_clips} clips scored" if self.unseen_clips is not None else ""
-        if self.dataset_kind is None and self.dataset:
-            kind = "a dataset no stored run has used yet"
-        elif self.dataset_kind in (None, "synthetic"):
-            kind = "synthetic dataset (generated audio, not TAU; not comparable with the paper's numbers)"
-        else:
-            kind = _dataset_title(self.dataset_kind)
-            if self.dataset_kind != PAPER_DATASET:
-                kind += f" (the paper used {PAPER_DATASET})"
+        kind = self.recorded.describe()
         proto = f"protocol {self.unseen_protocol}"
-        if self.dataset_kind == PAPER_DATASET:
+        if self.recorded.comparable_with_paper:
             proto += " (the paper's protocol is all: every clip of the unseen city)"
         split = f"{self.split} ({', '.join(self.folds)})" if self.folds else self.split
         return (f"Numbers from: {kind} ({where}); preset {self.preset}; split {split}; "
@@ -174,9 +153,10 @@ def _one_precision(df: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
 
 
 def _match_dataset(df: pd.DataFrame, dataset: str) -> pd.Series:
-    """Rows of ``dataset``: 'synthetic', a dataset folder, or (a prefix of) a dataset identity."""
-    if dataset == "synthetic":
-        return df["dataset_kind"] == "synthetic"
+    """Rows of ``dataset``: the name of a plugin that makes its own folder (runs it read), a dataset
+    folder, or (a prefix of) a dataset identity."""
+    if opens_by_name(dataset):
+        return df["dataset_kind"] == dataset
     path = Path(dataset).expanduser()
     if path.exists() or "/" in dataset:
         target = str(path.resolve())
@@ -241,7 +221,7 @@ def select_runs(index: pd.DataFrame, *, dataset: str | None = None, preset: str 
     if dataset is not None:
         runs = runs[_match_dataset(runs, dataset)]
         anywhere = df[_match_dataset(df, dataset)]
-        if anywhere.empty and dataset != "synthetic" and not Path(dataset).expanduser().exists() and "/" not in dataset:
+        if anywhere.empty and not opens_by_name(dataset) and not Path(dataset).expanduser().exists() and "/" not in dataset:
             known = sorted({f"{r.dataset_kind}:{r.dataset_identity[:10]}" for r in df.itertuples() if r.dataset_identity})
             raise ConfigError(f"no run in the results index used dataset {dataset!r}; known: {', '.join(known) or 'none'}")
     runs, identity = _pick(runs, "dataset_identity", None, "dataset", notes)
@@ -253,14 +233,14 @@ def select_runs(index: pd.DataFrame, *, dataset: str | None = None, preset: str 
         latest = runs.sort_values("created").iloc[-1]
         sel.dataset, sel.dataset_kind = str(latest["dataset"]) or None, str(latest["dataset_kind"]) or None
         sel.dataset_identity, sel.unseen_domains = identity, str(latest["unseen_domains"])
-    elif dataset is not None and dataset != "synthetic":
+    elif dataset is not None and not opens_by_name(dataset):
         seen = df[_match_dataset(df, dataset)]
         if len(seen):
             sel.dataset, sel.dataset_kind = str(seen["dataset"].iloc[-1]), str(seen["dataset_kind"].iloc[-1])
             sel.dataset_identity = str(seen["dataset_identity"].iloc[-1])
         else:
             sel.dataset, sel.dataset_kind = str(Path(dataset).expanduser().resolve()), None
-    sel.preset = chosen_preset or preset or ("quick" if sel.data_arg == "synthetic" else "paper")
+    sel.preset = chosen_preset or preset or ("quick" if sel.data_arg == DEFAULT_DATA else "paper")
     sel.unseen_protocol = protocol or unseen or "official"
     if len(runs) == 0:
         notes.append("no complete runs match; every cell is missing (commands below)")
@@ -417,7 +397,7 @@ class Table1:
         paper = (f"; the paper averages {p.get('runs_per_config', 2)} runs of {p.get('epochs', 200)} epochs. Δ = ours − paper"
                  if self.metric == "acc" else "; the paper reports accuracy only")
         if not self.selection.beside_paper:
-            paper = f"; the paper's values are left out: they are on {PAPER_DATASET}, not this dataset"
+            paper = f"; the paper's values are left out: they are on {DATASETS.paper_dataset()}, not this dataset"
         over = f"seeds × {len(self.selection.folds)} folds (folds pooled)" if self.selection.folds else "seeds"
         return [self.selection.describe(),
                 f"Cells: mean ± sample std (ddof=1) over {over} of each run's {self.metric} and {unseen_name(self.metric)} "

@@ -19,6 +19,7 @@ import pandas as pd
 
 from harness.atomic import atomic_path, write_json
 from harness.errors import DataError, StorageError, TrainingError
+from harness.results.migrate import migrate_run, upgrade_index
 
 INDEX_COLUMNS = [
     "run_id", "status", "arch", "loss", "aug", "n_mels", "seed", "alpha", "gamma", "epochs",
@@ -26,13 +27,6 @@ INDEX_COLUMNS = [
     "unseen_protocol", "unseen_domains", "acc_score", "unseen_score", "score_window", "acc_final",
     "unseen_final", "params", "wall_s", "device", "precision", "implementation", "fallback", "created", "run_dir",
 ]
-#: Summary fields renamed since earlier versions: ``*_last10`` held the mean over the preset's
-#: scoring window (5 epochs with ``quick``), whatever its length.
-RENAMED = {"acc_last10": "acc_score", "unseen_last10": "unseen_score", "score_epochs": "score_window"}
-#: Per-epoch columns renamed since earlier versions (prefixes and whole names).
-RENAMED_EPOCH_PREFIXES = {"acc_city_": "acc_domain_", "acc_scene_": "acc_class_"}
-RENAMED_EPOCH_COLUMNS = {"eval_loss": "log_loss"}
-
 
 #: The lock a run holds in its folder while it trains.
 LOCK_FILE = ".lock"
@@ -85,10 +79,7 @@ class ResultsStore:
             df = pd.read_csv(self.index_path)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             raise DataError(f"results index is unreadable ({exc}); rebuild it with `harness table --reindex`", self.index_path) from exc
-        for before, now in RENAMED.items():  # rows written by earlier versions read under today's names
-            if before in df:
-                df[now] = df[now].fillna(df[before]) if now in df else df[before]
-                df = df.drop(columns=before)
+        df = upgrade_index(df)  # rows written by earlier versions read under today's names
         if liveness and len(df):
             dead = (df["status"] == "running") & ~df["run_id"].astype(str).map(self.is_running)
             df.loc[dead, "status"] = "stale"
@@ -154,45 +145,6 @@ class ResultsStore:
     def write_summary(self, run_id: str, summary: dict[str, Any]) -> None:
         write_json(self.run_dir(run_id) / "summary.json", summary)
         self.update_index(summary)
-
-
-def migrate_run(run_dir: Path) -> dict[str, Any]:
-    """Bring one run folder to the current names, atomically; returns its summary.
-
-    ``acc_last10`` / ``unseen_last10`` become ``acc_score`` / ``unseen_score`` with the window
-    recorded as ``score_window``; ``epochs.csv`` columns ``acc_city_*``, ``acc_scene_*``,
-    ``eval_loss`` become ``acc_domain_*``, ``acc_class_*``, ``log_loss``; ``scores`` (the window
-    mean of every per-epoch metric) is computed from ``epochs.csv``. Idempotent.
-    """
-    from harness.metrics import window_scores
-
-    path = run_dir / "summary.json"
-    summary = json.loads(path.read_text())
-    epochs_path = run_dir / "epochs.csv"
-    changed = False
-    if epochs_path.exists():
-        epochs = pd.read_csv(epochs_path)
-        names = {c: RENAMED_EPOCH_COLUMNS.get(c, c) for c in epochs.columns}
-        for old, new in RENAMED_EPOCH_PREFIXES.items():
-            names = {c: (new + n[len(old):] if n.startswith(old) else n) for c, n in names.items()}
-        if any(c != n for c, n in names.items()):
-            epochs = epochs.rename(columns=names)
-            with atomic_path(epochs_path) as tmp:
-                epochs.to_csv(tmp, index=False)
-        history = epochs.to_dict("records")
-    else:
-        history = []
-    for old, new in RENAMED.items():
-        if old in summary:
-            summary[new] = summary.pop(old)
-            changed = True
-    if "scores" not in summary and history:
-        window = int(summary.get("score_window") or len(history))
-        summary["scores"] = window_scores(history, window)
-        changed = True
-    if changed:
-        write_json(path, summary)
-    return summary
 
 
 def save_npz(path: str | Path, **arrays: np.ndarray) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from harness.augmentation import AugmentContext, Augmentation
+from harness.contracts import AugmentContext, Augmentation
 from harness.registry import create_augmentation
 
 

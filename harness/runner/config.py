@@ -7,8 +7,10 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from harness.data.registry import DEFAULT_DATA
 from harness.errors import ConfigError
 from harness.options import check_number, format_value
+from harness.results.migrate import stable_id_fields
 from harness.features.logmel import FEATURE_PRESETS, FeatureConfig, feature_preset
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -39,20 +41,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 #: Fields that do not change what a run computes, so they stay out of the run id: the device, the
 #: data's path (its identity is hashed instead) and the preset (its values are filled in), and why a precision was chosen.
 NOT_HASHED = ("device", "data", "data_paths", "preset", "precision_reason", "dir_irs", "mixup_alpha")
-#: Fields added after run ids were first issued: hashed only when they differ from their default.
-HASHED_UNLESS_DEFAULT: dict[str, Any] = {"features": "dcase2019", "data_options": {}, "optimizer": "adam",
-                                         "weight_decay": 0.0, "schedule": "constant", "warmup_epochs": 0.0,
-                                         "aug_options": {}, "dir_irs_identity": "", "teachers": []}
-#: What run ids hashed for mixup and SpecAugment before augmentations were plugins: hashed as
-#: before, so stored runs keep their ids; mixup's alpha and the mask counts are hashed here.
-LEGACY_AUG_HASH: dict[str, Any] = {"mixup_alpha": 0.4, "freq_masks": 2, "freq_mask_width": None,
-                                   "time_masks": 2, "time_mask_width": None}
-LEGACY_AUG_KEYS = {("mixup", "alpha"): "mixup_alpha", ("spec", "freq_masks"): "freq_masks",
-                   ("spec", "time_masks"): "time_masks"}
-#: The dataset plugins that existed before plugins were named in the run id: the dataset identity
-#: alone tells them apart, so their name stays out of the hash and stored run ids stay valid.
-UNNAMED_DATASETS = (None, "synthetic", "tau2019", "tau2020-mobile")
-
 #: Shorthand flags for loss options: ``--alpha X`` is ``--loss-opt alpha=X``, one setting that
 #: lives in ``loss_options`` once resolved.
 LOSS_SHORTHANDS = ("alpha", "gamma")
@@ -98,8 +86,8 @@ class RunConfig:
     batch_size: int | None = setting(None, "batch size", group=HOW, default_text="from the preset, 32")
     lr: float | None = setting(None, "(peak) learning rate", group=HOW, default_text="from the preset, 0.001")
     seed: int = setting(0, "random seed", group=HOW)
-    data: str = setting("synthetic", "dataset folder as distributed (its layout is detected and named), a manifest "
-                                     ".csv, or 'synthetic' for the embedded synthetic dataset", group=DATA)
+    data: str = setting(DEFAULT_DATA, "dataset folder as distributed (its layout is detected and named), a manifest "
+                                      f".csv, or '{DEFAULT_DATA}' for the embedded synthetic dataset", group=DATA)
     #: The dataset plugin; None = detected from ``data``. Filled in by :meth:`for_dataset`.
     dataset: str | None = setting(None, "read --data with this dataset plugin instead of detecting the layout "
                                         "(see `harness list --kind data`)", group=DATA, metavar="NAME")
@@ -297,37 +285,13 @@ class RunConfig:
         return set() if self.aug in (None, "none") else set(self.aug.split(","))
 
     def hashed_fields(self) -> dict[str, Any]:
-        """What the run id hashes, of a resolved config. Plugin options equal to their declared
-        default and fp32 stay out, and α/γ are hashed under their own keys, so runs stored before
-        options were typed and resolved (or before ``--precision`` existed) keep their ids."""
-        from harness.registry import ARCHITECTURES, AUGMENTATIONS, LOSSES
-
-        skip = NOT_HASHED + (("precision",) if self.precision == "fp32" else ())
-        out = {k: v for k, v in asdict(self).items() if k not in skip}
+        """What the run id hashes, of a resolved config: every field that changes the result, less
+        the options that only choose an implementation, spelled by :func:`stable_id_fields` as
+        stored runs were hashed, so their ids stay valid."""
+        out = {k: v for k, v in asdict(self).items() if k not in NOT_HASHED}
         how = implementation_options(self.arch)
-        out["arch_options"] = _non_default(ARCHITECTURES, self.arch,
-                                           {k: v for k, v in out["arch_options"].items() if k not in how})
-        out["loss_options"] = _non_default(LOSSES, self.loss, out["loss_options"])
-        for key in LOSS_SHORTHANDS:
-            out[key] = out["loss_options"].pop(key, out[key])
-        out.update(LEGACY_AUG_HASH)
-        aug_options = {}
-        for name, opts in out["aug_options"].items():
-            changed = _non_default(AUGMENTATIONS, name, opts)
-            for (aug, key), legacy in LEGACY_AUG_KEYS.items():
-                if aug == name and key in changed:
-                    out[legacy] = changed.pop(key)
-            if changed:
-                aug_options[name] = changed
-        out["aug_options"] = aug_options
-        for name, default in HASHED_UNLESS_DEFAULT.items():  # run ids from before these fields existed stay valid
-            if out.get(name) == default:
-                del out[name]
-        if out.get("dataset") in UNNAMED_DATASETS:
-            del out["dataset"]
-        if not out.get("audio") or out["audio"].get("exact", True):  # as stored: fixed by the identity
-            del out["audio"]
-        return out
+        out["arch_options"] = {k: v for k, v in out["arch_options"].items() if k not in how}
+        return stable_id_fields(out)
 
     def feature_config(self) -> FeatureConfig:
         return feature_preset(self.features, self.n_mels)
@@ -348,12 +312,6 @@ class RunConfig:
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
-
-
-def _non_default(registry: Any, name: str, options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` less those equal to the plugin's declared default."""
-    defaults = registry.resolve_options(name, {})
-    return {k: v for k, v in options.items() if k not in defaults or defaults[k] != v}
 
 
 def implementation_options(arch: str) -> tuple[str, ...]:

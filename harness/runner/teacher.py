@@ -16,7 +16,6 @@ split; it is replaced by that run's id before the student is hashed.
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from harness.errors import ConfigError, DataError
 from harness.features.cache import load_features
 from harness.features.logmel import band_stats
 from harness.registry import create_architecture
+from harness.results.migrate import read_record
 from harness.results.store import ResultsStore, file_lock, save_npz
 from harness.runner.config import RunConfig, implementation_options
 from harness.runner.device import arch_options_for
@@ -73,7 +73,7 @@ def _teacher_config(store: ResultsStore, run_id: str) -> RunConfig:
     if summary is None or summary.get("status") != "complete":
         raise ConfigError(f"--teacher {run_id}: the run is not complete; finish it first (harness run … with its options)")
     try:
-        return RunConfig.from_dict(json.loads((folder / "config.json").read_text())["config"])
+        return RunConfig.from_dict(read_record(folder / "config.json")["config"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"--teacher {run_id}: unreadable run record ({type(exc).__name__}: {exc})", folder / "config.json") from exc
 

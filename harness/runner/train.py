@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -26,17 +27,18 @@ from torch import nn
 from tqdm import tqdm
 
 from harness.atomic import atomic_path, write_json
-from harness.augmentation import AugmentContext
+from harness.contracts import AugmentContext, ModelOutput
 from harness.data.registry import open_dataset
 from harness.complexity import measure_per_second
 from harness.errors import ConfigError, HarnessError, StorageError, Terminated, TrainingError
 from harness.features.cache import load_features
 from harness.features.logmel import band_stats
 from harness.metrics import Predictions, compute, window_scores
-from harness.model import ModelOutput, count_parameters
+from harness.model import count_parameters
 from harness.precision import autocast, grad_scaler
 from harness.progress import progress
 from harness.registry import create_architecture, create_loss
+from harness.results.migrate import SCHEMA as RECORD_SCHEMA
 from harness.results.store import LOCK_FILE, ResultsStore, file_lock, save_npz
 from harness.runner.augment import BatchAugment
 from harness.runner.config import RunConfig, implementation_options
@@ -120,7 +122,7 @@ class Trainer:
             tune_cpu_allocator()
         self.ds = open_dataset(cfg.data, dataset=cfg.dataset, progress=progress, announce=self.verbose,
                                **cfg.data_options, **cfg.data_paths)
-        needs_teacher = getattr(create_loss(cfg.loss, **cfg.loss_options), "needs_teacher", False)
+        needs_teacher = create_loss(cfg.loss, **cfg.loss_options).needs_teacher  # declared: harness.contracts.Loss
         if needs_teacher and not cfg.teachers:
             raise ConfigError(f"--loss {cfg.loss} distils from stored runs: give --teacher RUN_ID (repeat for an ensemble)")
         if cfg.teachers and not needs_teacher:
@@ -172,13 +174,13 @@ class Trainer:
                              sample_rate=self.ds.audio.sample_rate, features=self.features, mean=self.mean, std=self.std,
                              ir_folder=Path(cfg.dir_irs).expanduser() if cfg.dir_irs else None)
         self.augment = BatchAugment(sorted(cfg.augmentations), cfg.aug_options, ctx)
-        if self.augment.mixes_labels and not getattr(self.loss_fn, "supports_mixup", True):
+        if self.augment.mixes_labels and not self.loss_fn.supports_mixup:
             raise ConfigError(
                 f"--aug {cfg.aug} cannot be combined with --loss {cfg.loss}: mixup makes labels "
                 "non-discrete, so no triplet has a well-defined same-scene positive (paper, §4.3)")
         self.optimizer = build_optimizer(cfg, self.model.parameters(), fused=fused_optimizer(self.device))
         self.scaler = grad_scaler(cfg.precision, self.device)
-        pairing = getattr(self.loss_fn, "pairing", None)
+        pairing = self.loss_fn.pairing
         self.sampler = (
             PairedBatchSampler(self.labels[self.train_rows], self.domain_codes[self.train_rows], cfg.batch_size,
                                cross_domain=pairing == "cross-domain", seed=cfg.seed,
@@ -358,7 +360,7 @@ class Trainer:
         """Train from the last checkpoint on; ``prepare`` and ``build`` must have run (they check
         everything a run can be refused for, before its folder exists)."""
         cfg = self.cfg
-        write_json(self.dir / "config.json", {"config": cfg.to_dict(), "run_id": self.run_id,
+        write_json(self.dir / "config.json", {"schema": RECORD_SCHEMA, "config": cfg.to_dict(), "run_id": self.run_id,
                                               "dataset": self.ds.record(),
                                               "split": {"unseen_protocol": self.ev.protocol,
                                                         "unseen_domains": list(self.ev.unseen_domains),
@@ -436,6 +438,13 @@ class Trainer:
         return summary
 
 
+def pruned(exc: BaseException) -> bool:
+    """Whether ``exc`` is an Optuna study pruning the run. Only a process that imported optuna can
+    have raised its exception, so a plain ``harness run`` never imports it to ask."""
+    optuna = sys.modules.get("optuna")
+    return optuna is not None and isinstance(exc, optuna.TrialPruned)
+
+
 def run(cfg: RunConfig, results: str | Path, *, force: bool = False, progress: bool = True,
         on_epoch: EpochCallback | None = None, verbose: bool | None = None,
         tracker: Tracker | None = None) -> dict[str, Any]:
@@ -475,7 +484,7 @@ def run(cfg: RunConfig, results: str | Path, *, force: bool = False, progress: b
         try:
             summary = trainer.fit()
         except BaseException as exc:  # stopped: interrupted, or pruned by a tuning study
-            stopped = isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == "TrialPruned"
+            stopped = isinstance(exc, KeyboardInterrupt) or pruned(exc)
             tracker.finish("stopped" if stopped else "failed", {"run_id": trainer.run_id, "status": "failed"})
             raise
         tracker.finish("complete", summary)
