@@ -11,6 +11,7 @@ from tabulate import tabulate
 from harness.errors import ConfigError
 from harness.flags import add_run_options, open_data
 from harness.grids.file import dump_grid, read_grid, variant_configs
+from harness.launchers.options import add_launcher_options, launcher_from_args
 from harness.options import number_type
 from harness.packing import jobs_type
 from harness.paths import results_dir
@@ -30,6 +31,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     from harness.data.splits import LOCO, loco_specs
     from harness.grids.run import (bind_teachers, fold_splits, grid_points, pending, run_distributed, run_local,
                                    select_variants, worker_plan)
+    from harness.launchers.grid import collect, grid_tasks
     from harness.results.store import ResultsStore
 
     grid = read_grid(args)
@@ -41,6 +43,10 @@ def cmd_grid(args: argparse.Namespace) -> int:
         raise ConfigError("--table 2 needs no training: run `harness table --table 2`")
     if args.jobs != "auto" and args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
+    launcher = launcher_from_args(args, job_name="harness-grid")
+    if args.storage and launcher.name != "local":
+        raise ConfigError(f"--storage shares a grid between workers started by hand; --launcher {launcher.name} "
+                          "starts the workers itself: give one of them")
     loco = args.split == LOCO
     if loco and args.folds:
         raise ConfigError("--split loco and --folds are two fold protocols; give one")
@@ -75,7 +81,11 @@ def cmd_grid(args: argparse.Namespace) -> int:
         rows += [[p.variant.name, p.cfg.n_mels, p.cfg.seed, p.cfg.split, "(waits for " + ", ".join(p.cfg.teachers) + ")"]
                  for p in waiting]
         print(tabulate(rows, headers=["variant", "mels", "seed", "split", "run id"], tablefmt="simple"))
+        if launcher.name != "local":
+            print(f"launcher {launcher.name}: would submit {len(todo)} task(s), {launcher.resources()}; each runs:")
+            print("\n".join(t.shell() for t in grid_tasks(todo, store.root)))
         return 0
+    launcher.check()  # no SLURM, an unknown partition, an unreachable Ray: one line, before any work
     # Features once, here, with every core: the workers then only read the cache instead of
     # extracting the same features side by side.
     from harness.features.cache import load_features
@@ -90,13 +100,19 @@ def cmd_grid(args: argparse.Namespace) -> int:
         n = run_distributed(points, store.root, args.storage, progress=not args.no_progress)
         print(f"grid study has {n} trials; this worker found no more grid points")
         return 0
-    plan = worker_plan(todo, args.jobs, sizes)
-    if todo and args.jobs == "auto":
+    plan = worker_plan(todo, args.jobs, sizes) if launcher.name == "local" else None
+    if todo and plan and args.jobs == "auto":
         print(f"grid: {plan.jobs} worker(s) ({plan.why})", flush=True)
-    summaries = run_local(todo, store.root, progress=not args.no_progress, plan=plan)
+
+    def launch(todo: list) -> list:
+        if launcher.name == "local":
+            return run_local(todo, store.root, progress=not args.no_progress, plan=plan)
+        return collect(launcher.run(grid_tasks(todo, store.root), store.root, progress=not args.no_progress), store)
+
+    summaries = launch(todo)
     if waiting:  # distillation rows whose teacher was not stored at the start: it may be now
         ready, still = bind_teachers(waiting, store)
-        summaries += run_local(pending(ready, store), store.root, progress=not args.no_progress, plan=plan)
+        summaries += launch(pending(ready, store))
         summaries += [{"run_id": p.label(), "status": "failed",
                        "error": f"no complete stored teacher for {', '.join(p.cfg.teachers)} on this dataset and split"}
                       for p in still]
@@ -141,6 +157,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(docs/gpu.md); on a CPU 2 (default: 1)")
     p.add_argument("--storage", help="Optuna RDB URL (e.g. postgresql://user@host/db) shared by workers on several machines")
     p.add_argument("--dry-run", action="store_true", help="list the runs that would be trained, train nothing")
+    add_launcher_options(p)
     p.add_argument("--config", metavar="FILE",
                    help="grid file listing the variants (TOML; default: the shipped Table 1 grid, harness/grids/table1.toml); "
                         "flags on the command line override it")

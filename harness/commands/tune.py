@@ -9,10 +9,14 @@ from dataclasses import replace
 from harness.experiment import dump_config
 from harness.flags import add_run_options, config_from_args, open_data, track_spec
 from harness.errors import TrainingError
+from harness.launchers.options import add_launcher_options, launcher_from_args
 from harness.options import number_type
 from harness.paths import results_dir
 from harness.report.summary import summary_table
 from harness.tuning.objective import TUNE_EPOCHS, TUNE_LOSS, TUNE_SCORE_LAST
+
+#: Trial workers submitted with ``--launcher slurm|ray`` when ``--n-jobs`` is not given.
+WORKERS = 4
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from harness.experiment import apply_config
@@ -50,11 +54,13 @@ def search(args: argparse.Namespace, track) -> int:
         gamma=parse_range(args.gamma_range, "--gamma-range") if "gamma" in takes and "gamma" not in fixed else None,
         lr=(parse_range(args.lr_range, "--lr-range") if args.lr_range else LR_RANGE) if args.tune_lr else None,
     )
-    n_jobs = args.n_jobs or default_jobs(cfg.device)
+    launcher = launcher_from_args(args, job_name="harness-tune")
+    n_jobs = args.n_jobs or (default_jobs(cfg.device) if launcher.name == "local" else WORKERS)
     spec = TuneSpec(base=cfg, space=space, objective=args.objective, results=str(results_dir(args.results)),
                     study_name=args.study or "", trials=args.trials, storage=args.storage, timeout=args.timeout,
                     sampler_seed=args.sampler_seed, pruner=args.pruner, warmup=args.prune_warmup, n_jobs=n_jobs,
                     threads=max(1, (os.cpu_count() or 1) // n_jobs))  # options checked before any data is read
+    launcher.check()  # no SLURM, an unknown partition, an unreachable Ray: one line, before any work
     ds = open_data(args)
     cfg = cfg.for_dataset(ds)
     spec = replace(spec, base=cfg, study_name=args.study or default_study_name(cfg, args.objective))
@@ -66,7 +72,12 @@ def search(args: argparse.Namespace, track) -> int:
                                                 "trials": args.trials, "space": space.to_dict(), **cfg.to_dict()})
     spec = replace(spec, track=track if track.kinds else None)
     try:
-        study = optimize(spec)
+        if launcher.name == "local":
+            study = optimize(spec)
+        else:
+            from harness.launchers.study import launch_study
+
+            study = launch_study(spec, args, launcher, progress=not args.no_progress)
     except BaseException as exc:
         track.close_parent("stopped" if isinstance(exc, KeyboardInterrupt) else "failed", {})
         raise
@@ -116,7 +127,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--study", metavar="NAME", help="study name (default: <arch>-<loss>-<aug>-m<mels>-<objective>-<dataset hash>)")
     w.add_argument("--storage", metavar="URL", help="Optuna storage: a journal file path, or a database URL such as "
                    "postgresql://user@host/db shared by workers on many machines (default: results/studies/<study>/journal.log)")
-    w.add_argument("--n-jobs", type=number_type(integer=True, minimum=1), metavar="K", help="parallel trial processes on this machine (default: 2 on a CPU with 2+ cores, 1 on a GPU)")
+    w.add_argument("--n-jobs", type=number_type(integer=True, minimum=1), metavar="K", help="parallel trial processes on this machine "
+                   f"(default: 2 on a CPU with 2+ cores, 1 on a GPU); with --launcher slurm|ray, trial workers submitted (default: {WORKERS})")
     w.add_argument("--timeout", type=number_type(above=0), metavar="SECONDS", help="start no new trial after this many seconds")
     w.add_argument("--final", action="store_true", help="after the search, re-train the best setting on the whole training split and score it on evaluate")
+    add_launcher_options(p, what="trial workers")
     p.set_defaults(func=cmd_tune)

@@ -12,10 +12,12 @@ from harness.errors import ConfigError
 from harness.experiment import canonical_key, dump_values, dumps, flag_keys, merge, read_file, unknown_key_error
 from harness.flags import config_from_args, recipe_parser
 from harness.grids.variants import GRIDS, TABLE1_GRID, Variant, read_variants
+from harness.launchers.options import ENGINE_FLAGS
 
 
 #: Grid flags that say how and where to run, not what: left out of ``--dump-config``.
-EXECUTION_FLAGS = ("jobs", "storage", "results", "dry_run", "no_progress", "variants", "no_extra")
+EXECUTION_FLAGS = ("jobs", "storage", "results", "dry_run", "no_progress", "variants", "no_extra", "launcher",
+                   *(f for flags in ENGINE_FLAGS.values() for f in flags))
 #: Grid flags that are the grid's axes, not a run's setting (``--mels`` is a list here, ``--split``
 #: may be ``loco``: every domain held out in turn).
 AXES = ("mels", "seed", "seeds", "split")

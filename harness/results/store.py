@@ -57,6 +57,8 @@ def file_lock(path: Path, *, blocking: bool = True) -> Iterator[None]:
             fcntl.flock(fh, flags)
         except BlockingIOError as exc:
             raise TrainingError(f"{path.parent}: in use by another harness process; wait for it or pick another run") from exc
+        except OSError as exc:  # a file system mounted without locks (NFS ``nolock``)
+            raise StorageError.from_os(exc, path, verb="cannot lock") from exc
         try:
             yield
         finally:
@@ -120,6 +122,19 @@ class ResultsStore:
             df = new if df.empty else pd.concat([df, new], ignore_index=True)
             with atomic_path(self.index_path) as tmp:
                 df.to_csv(tmp, index=False)
+
+    def index_runs(self, run_ids: list[str]) -> int:
+        """Put each run's stored summary into the index where its row is missing or out of date
+        (a row lost to a file system whose locks do not hold between hosts); returns how many."""
+        df = self.load_index()
+        indexed = dict(zip(df["run_id"].astype(str), df["status"].astype(str)))
+        fixed = 0
+        for run_id in run_ids:
+            summary = self.summary(run_id)
+            if summary is not None and indexed.get(run_id) != summary.get("status"):
+                self.update_index(summary)
+                fixed += 1
+        return fixed
 
     def reindex(self) -> int:
         """Rebuild ``index.csv`` from the ``summary.json`` files of every run folder.
