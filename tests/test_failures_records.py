@@ -58,20 +58,13 @@ def test_predict_and_export_on_a_damaged_record(record: str, damage: str, copy, 
         one_line_error(capsys, str(results / "runs" / run_id / record), "damaged")
 
 
+@pytest.mark.parametrize("record, what", [("config.json", "damaged run record"), ("summary.json", "damaged run summary")])
 @pytest.mark.parametrize("damage", ["truncated", "array"])
-def test_evaluate_on_a_damaged_config(damage: str, copy, capsys) -> None:
+def test_evaluate_on_a_damaged_record(damage: str, record: str, what: str, copy, capsys) -> None:
     results, run_id = copy
-    DAMAGES[damage](results / "runs" / run_id / "config.json")
+    DAMAGES[damage](results / "runs" / run_id / record)
     assert main(["evaluate", run_id, "--precision", "fp16", "--results", str(results), "--no-progress"]) == 2
-    one_line_error(capsys, "config.json", "damaged run record")
-
-
-@pytest.mark.parametrize("damage", ["truncated", "array"])
-def test_evaluate_on_a_damaged_summary(damage: str, copy, capsys) -> None:
-    results, run_id = copy
-    DAMAGES[damage](results / "runs" / run_id / "summary.json")
-    assert main(["evaluate", run_id, "--precision", "fp16", "--results", str(results), "--no-progress"]) == 2
-    one_line_error(capsys, "summary.json", "damaged run summary")
+    one_line_error(capsys, record, what)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "array"])
