@@ -237,6 +237,7 @@ def require_results(results: Path) -> None:
 def add_selection_options(p: argparse.ArgumentParser) -> None:
     """Which stored runs fill the tables; shared by ``table`` and ``report``."""
     from harness.report.tables import DEFAULT_MELS, DEFAULT_SEEDS
+    from harness.data.registry import DEFAULT_DATA
     from harness.runner.config import PRESETS
 
     p.add_argument("--results", help="results folder (default: $HARNESS_RESULTS or ./results)")
@@ -244,9 +245,10 @@ def add_selection_options(p: argparse.ArgumentParser) -> None:
                    help="log-mel sizes to show, comma-separated (default: 40,200 as the paper)")
     p.add_argument("--seeds", type=int_list, default=DEFAULT_SEEDS, metavar="S,S",
                    help="seeds a complete cell needs; missing ones are listed with their command (default: 0,1 = the paper's 2 runs)")
-    p.add_argument("--dataset", metavar="ID|synthetic|PATH",
-                   help="use runs on this dataset: an identity (prefix) from the index, 'synthetic', or a dataset folder "
-                        "(default: the dataset with most complete runs, named in the output)")
+    p.add_argument("--dataset", metavar=f"ID|{DEFAULT_DATA}|PATH",
+                   help=f"use runs on this dataset: an identity (prefix) from the index, a dataset plugin that makes its "
+                        f"own folder ('{DEFAULT_DATA}'), or a dataset folder (default: the dataset with most complete runs, "
+                        "named in the output)")
     p.add_argument("--preset", choices=sorted(PRESETS),
                    help="use runs of this training preset (default: the one with most complete runs, named in the output)")
     p.add_argument("--unseen", choices=["official", "all"],
