@@ -372,7 +372,7 @@ def test_workers_starting_together_draw_different_points() -> None:
 
 
 def test_an_interrupt_waits_for_a_storage_write_inside_a_trial() -> None:
-    from harness.tuning.interrupt import Interrupts
+    from harness.signals import Interrupts
 
     state, written = Interrupts(), []
     with pytest.raises(KeyboardInterrupt):

@@ -12,7 +12,5 @@ from __future__ import annotations
 
 from harness.signals import Interrupts
 
-__all__ = ["INTERRUPTS", "Interrupts"]
-
 #: The worker's interrupt state (one per process: signals are per process).
 INTERRUPTS = Interrupts()
