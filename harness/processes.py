@@ -8,6 +8,7 @@ take a live one for dead, and a recycled pid must not keep a dead one's leftover
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 
@@ -41,6 +42,15 @@ def signal_all(pids: list[int], signum: int) -> None:
             os.kill(pid, signum)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+def stop_signal(pids: list[int], signum: int) -> None:
+    """Pass a stop on to worker processes: ``signum``, then SIGTERM after a Ctrl-C, which ends a
+    worker still starting (it ignores SIGINT until its handler is in place: ``signals.starting_workers``)
+    and which a started worker takes as a repeat and ignores."""
+    signal_all(pids, signum)
+    if signum != signal.SIGTERM:
+        signal_all(pids, signal.SIGTERM)
 
 
 def end_without_teardown(code: int = 0) -> None:

@@ -50,6 +50,23 @@ def ignored() -> Iterator[None]:
             signal.signal(s, handler)
 
 
+@contextmanager
+def starting_workers() -> Iterator[None]:
+    """Worker processes started in the block begin with SIGINT ignored (an ignored signal stays
+    ignored across exec, and Python then installs no KeyboardInterrupt handler) until they route it
+    to their own ``Interrupts``: a Ctrl-C that reaches the whole process group while a worker is
+    still importing must not end it with a traceback. The command stops its workers itself
+    (:func:`harness.processes.stop_signal`)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 def exception_for(signum: int | None) -> KeyboardInterrupt:
     """What a signal raises: ``Terminated`` for SIGTERM, ``KeyboardInterrupt`` for Ctrl-C."""
     return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()

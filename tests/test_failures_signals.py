@@ -141,3 +141,30 @@ def test_tune_with_two_jobs_stops_on_a_signal(sig: int, group: bool, tiny_synth:
         str(results / "studies" / "s" / "journal.log")))
     trials = optuna.load_study(study_name="s", storage=storage).get_trials()
     assert trials and all(t.state == TrialState.FAIL for t in trials), [t.state for t in trials]
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_grid_workers_are_still_starting(tiny_synth: Path, tmp_path: Path) -> None:
+    """A Ctrl-C reaches the whole group while the workers are still importing: they start with
+    SIGINT ignored and are stopped by the command, so none ends with a traceback."""
+    results = tmp_path / "results"
+    proc = start(["grid", "--data", str(tiny_synth), "--results", str(results), "--jobs", "2", "--variants", "FCNN",
+                  "--mels", "40", "--seeds", "4", "--epochs", "60", "--device", "cpu", "--precision", "fp32",
+                  "--no-progress"], tmp_path)
+    end = time.monotonic() + 600
+    workers: set[int] = set()
+    while time.monotonic() < end and len(workers) < 2 and proc.poll() is None:
+        workers = {p for p in descendants(proc.pid) if "spawn_main" in cmdline(p)}
+        time.sleep(0.02)
+    assert len(workers) == 2 and not (rows(results)["status"] == "running").any(), "the workers were not caught starting"
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("the command was still running 60 s after Ctrl-C")
+    assert not [p for p in workers if alive(p)]
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert not (rows(results)["status"] == "running").any()

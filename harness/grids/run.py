@@ -16,6 +16,7 @@ import hashlib
 import json
 import signal
 import sys
+import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures import wait as wait_futures
@@ -29,12 +30,12 @@ from tqdm import tqdm
 
 from harness.errors import ConfigError, HarnessError, Terminated
 from harness.packing import AUTO, Plan, activation_bytes, gpus_for, plan_workers, run_bytes
-from harness.processes import end_without_teardown, signal_all
+from harness.processes import end_without_teardown, stop_signal
 from harness.progress import progress as progress_bar
 from harness.grids.variants import Variant
 from harness.results.store import ResultsStore
 from harness.runner.config import RunConfig
-from harness.signals import Interrupts, ignored
+from harness.signals import Interrupts, ignored, starting_workers
 
 
 @dataclass
@@ -110,14 +111,30 @@ def _pool_run(cfg: RunConfig, results: str) -> dict[str, Any]:
                 "error": "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"}
 
 
+def _quiet_cancelled_futures() -> None:
+    """Python 3.11's pool, finding a stopped worker gone, sets an error on futures the stop already
+    cancelled and its manager thread prints the ``InvalidStateError`` as a traceback: not an error
+    of the run, so that one exception is not printed (any other thread error still is)."""
+    from concurrent.futures import InvalidStateError
+
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if not isinstance(args.exc_value, InvalidStateError):
+            previous(args)
+
+    threading.excepthook = hook
+
+
 def stop_pool(pool: ProcessPoolExecutor, futures: list[Future], results: str | Path, signum: int) -> None:
     """After Ctrl-C or SIGTERM: no queued run starts, the running ones are stopped (marked failed by
     their workers, or killed after ``STOP_WAIT`` and their rows failed here), the workers exit."""
+    _quiet_cancelled_futures()
     with ignored():
         for f in futures:
             f.cancel()
         procs = list((getattr(pool, "_processes", None) or {}).values())  # the pool has no public handle on them
-        signal_all([p.pid for p in procs if p.pid], signum)
+        stop_signal([p.pid for p in procs if p.pid], signum)
         deadline = time.monotonic() + STOP_WAIT
         wait_futures([f for f in futures if not f.cancelled()], timeout=STOP_WAIT)
         pool.shutdown(wait=False, cancel_futures=True)
@@ -166,7 +183,8 @@ def run_local(points: list[GridPoint], results: str | Path, *, jobs: int = 1, pr
     out = []
     bar = progress_bar(total=len(points), desc="grid", unit="run", enabled=progress)
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(plan.threads, slots)) as pool:
-        futures = {pool.submit(_pool_run, p.cfg, str(results)): p for p in points}
+        with starting_workers():  # the pool starts its workers as the first runs are submitted
+            futures = {pool.submit(_pool_run, p.cfg, str(results)): p for p in points}
         for fut, p in futures.items():
             fut.run_id = p.run_id  # type: ignore[attr-defined]  # which row to fail should its worker be killed
         try:

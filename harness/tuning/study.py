@@ -30,9 +30,9 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
 from harness.errors import ConfigError, HarnessError, Terminated, TrainingError
-from harness.processes import end_without_teardown, signal_all
+from harness.processes import end_without_teardown, stop_signal
 from harness.runner.config import RunConfig
-from harness.signals import ignored, sigterm_raises
+from harness.signals import ignored, sigterm_raises, starting_workers
 from harness.tuning.interrupt import INTERRUPTS
 from harness.tuning.objective import OBJECTIVES, Objective
 from harness.tuning.space import SearchSpace
@@ -275,7 +275,7 @@ def _stop(procs: list[mp.process.BaseProcess], signum: int = signal.SIGINT, wait
     start fails those trials as dead workers'). Further signals are ignored meanwhile, so an
     impatient second Ctrl-C cannot orphan a worker."""
     with ignored():
-        signal_all([p.pid for p in procs if p.is_alive() and p.pid], signum)
+        stop_signal([p.pid for p in procs if p.is_alive() and p.pid], signum)
         deadline = time.time() + wait
         for p in procs:
             p.join(max(0.1, deadline - time.time()))
@@ -298,8 +298,9 @@ def optimize(spec: TuneSpec) -> optuna.Study:
     procs = [ctx.Process(target=_worker_main, args=(spec, i), name=f"tune-worker-{i}") for i in range(spec.n_jobs)]
     try:
         with sigterm_raises(Terminated):  # this parent runs no trial: SIGTERM acts as Ctrl-C, exit 143
-            for p in procs:
-                p.start()
+            with starting_workers():
+                for p in procs:
+                    p.start()
             for p in procs:
                 p.join()
     except KeyboardInterrupt as exc:
